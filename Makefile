@@ -1,0 +1,59 @@
+# campaign_lab: `make demo` runs the main job, `make test` checks everything. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+N      ?= 200000
+
+.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help
+
+help:
+	@echo "make demo        set up .venv and run the synth pipeline (N=$(N) customers); prints the report path"
+	@echo "make test        check src/ == nbdev-export and clean notebooks, then nbdev-test and pytest"
+	@echo "make test-slow   notebook cells flagged #| slow"
+	@echo "make lab         JupyterLab on the project with the .venv python3 kernel"
+	@echo "make bench       benchmarks (synthetic generation at 1M and 12M customers)"
+	@echo "make export      nbdev-export and nbdev-clean after editing notebooks"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/campaign-lab run synth -p n_customers=$(N)
+
+# src/ must be exactly what nbdev-export writes and notebooks must be clean; checked in a scratch
+# copy of the work tree so that nothing here is rewritten.
+check-clean: $(STAMP)
+	@set -e; top=$$(pwd); tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$$tmp"; \
+	cd "$$tmp"; git init -q; git add -A; git -c user.email=ci@localhost -c user.name=ci commit -qm snapshot; \
+	"$$top/$(BIN)/nbdev-export"; "$$top/$(BIN)/nbdev-clean"; \
+	if [ -n "$$(git status --porcelain)" ]; then \
+	  echo "src/ or notebooks differ from what nbdev-export / nbdev-clean write; run 'make export' and commit:"; \
+	  git status --porcelain; exit 1; fi; \
+	echo "check-clean: src/ matches the notebooks and notebooks are clean"
+
+test: check-clean test-fast
+
+test-fast: $(STAMP)
+	$(BIN)/nbdev-test
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/nbdev-test --flags slow
+
+export: $(STAMP)
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+
+lab: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	$(BIN)/jupyter lab --notebook-dir=. --ServerApp.ip=127.0.0.1
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/synth.py

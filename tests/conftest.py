@@ -1,0 +1,40 @@
+"Shared fixtures: throw-away projects that use the repository's real pipelines."
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+SETTINGS = """[campaign_lab]
+lake_dir = lake
+runs_dir = runs
+contracts_dir = data_contracts
+pipelines_dir = {pipelines}
+seed = 11
+kernel_name = python3
+holdout_share = 0.1
+chain_opened_at = 2019-01-01
+n_customers = 2000
+cell_timeout = 600
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    "A project root in a temporary folder whose pipelines are the repository's."
+    for k in list(os.environ):
+        if k.startswith("CAMPAIGN_LAB_"): monkeypatch.delenv(k)
+    (tmp_path / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines"))
+    return tmp_path
+
+
+def cli_env(root: Path | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_LAB_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    if root is not None: env["CAMPAIGN_LAB_ROOT"] = str(root)
+    return env

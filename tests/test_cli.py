@@ -1,0 +1,88 @@
+"The campaign-lab command and plain papermill, as a scheduler calls them."
+import json
+import subprocess
+import sys
+
+import yaml
+
+from campaign_lab.lake import read_table, table_versions
+from conftest import BIN, REPO, cli_env
+
+
+def cl(*args, root=None, cwd=None):
+    return subprocess.run([str(BIN / "campaign-lab"), *args], capture_output=True, text=True, env=cli_env(root),
+                          cwd=cwd, timeout=600)
+
+
+def test_run_list_show_lake_end_to_end(project):
+    pf = project / "p.yaml"
+    pf.write_text(yaml.safe_dump({"n_customers": 2500, "seed": 3}))
+    r = cl("run", "synth", "-f", str(pf), "-p", "seed=4", root=project)
+    assert r.returncode == 0, r.stderr
+    assert "succeeded" in r.stdout and "report: " in r.stdout and "wrote transactions v1" in r.stdout
+    report = r.stdout.split("report: ")[1].split()[0]
+    manifest = json.loads(open(report.replace("report.html", "manifest.json")).read())
+    assert manifest["parameters"]["n_customers"] == 2500 and manifest["seed"] == 4   # -p wins over -f
+    run_id = manifest["run_id"]
+    r = cl("runs", "list", root=project)
+    assert r.returncode == 0 and run_id in r.stdout and "n_customers=2500" in r.stdout
+    r = cl("runs", "show", run_id[-6:], root=project)
+    assert r.returncode == 0 and json.loads(r.stdout)["run_id"] == run_id
+    r = cl("lake", root=project)
+    assert r.returncode == 0 and "customers: One row per customer" in r.stdout and f"by run {run_id}" in r.stdout
+    r = cl("pipelines", root=project)
+    assert r.returncode == 0 and "n_customers: int = 200000  # customers to draw" in r.stdout
+    assert "project_root" not in r.stdout
+
+
+def test_root_found_from_working_directory(project):
+    sub = project / "somewhere" / "deeper"; sub.mkdir(parents=True)
+    r = cl("pipelines", cwd=sub)
+    assert r.returncode == 0 and "synth" in r.stdout
+
+
+def test_failed_pipeline_exits_1_and_keeps_report(project):
+    r = cl("run", "synth", "-p", "n_customers=0", root=project)
+    assert r.returncode == 1
+    assert "failed" in r.stdout and "ValueError" in r.stdout
+    report = r.stdout.split("report: ")[1].split()[0]
+    assert "The run failed" in open(report).read()
+
+
+def test_bad_usage_exits_2_with_what_to_fix(project):
+    cases = [(["run", "synth", "-p", "n_customer=5"], "has no parameter 'n_customer' (it takes: "),
+             (["run", "synth", "-p", "n_customers=many"], "parameter 'n_customers' must be int"),
+             (["run", "synth", "-p", "n_customers"], "-p takes KEY=VALUE"),
+             (["run", "nope"], "no pipeline 'nope'"),
+             (["run", "synth", "-f", "missing.yaml"], "cannot read parameters file"),
+             (["runs", "show", "zzz"], "no run match"),
+             (["frobnicate"], "invalid choice")]
+    for args, words in cases:
+        r = cl(*args, root=project)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert words in r.stderr, (args, r.stderr)
+    assert not (project / "runs").exists() or not any((project / "runs").glob("*/manifest.json"))
+
+
+def test_bad_settings_exit_2(project):
+    (project / "settings.ini").write_text((project / "settings.ini").read_text() + "colour = blue\n")
+    r = cl("runs", "list", root=project)
+    assert r.returncode == 2 and "unknown key 'colour'" in r.stderr
+
+
+def test_plain_papermill_cli_runs_a_pipeline(project, tmp_path):
+    out = tmp_path / "out.ipynb"
+    r = subprocess.run([str(BIN / "papermill"), str(REPO / "nbs" / "pipelines" / "synth.ipynb"), str(out), "-k", "python3",
+                        "-p", "project_root", str(project), "-p", "n_customers", "1500", "--cwd", str(tmp_path)],
+                       capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    v = table_versions(project / "lake", "customers")[-1]
+    assert v.rows == 1500 and v.run_id is None
+    assert read_table(project / "lake", "transactions").height > 0
+
+
+def test_plain_papermill_failure_exits_nonzero(project, tmp_path):
+    r = subprocess.run([str(BIN / "papermill"), str(REPO / "nbs" / "pipelines" / "synth.ipynb"), str(tmp_path / "o.ipynb"),
+                        "-k", "python3", "-p", "n_customers", "10", "--cwd", str(tmp_path)],
+                       capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert r.returncode == 1 and "project_root is empty" in r.stderr
