@@ -13,7 +13,7 @@ BIN = Path(sys.executable).parent
 SETTINGS = """[campaign_lab]
 lake_dir = lake
 runs_dir = runs
-contracts_dir = data_contracts
+contracts_dir = {contracts}
 pipelines_dir = {pipelines}
 seed = 11
 kernel_name = python3
@@ -29,7 +29,7 @@ def project(tmp_path, monkeypatch) -> Path:
     "A project root in a temporary folder whose pipelines are the repository's."
     for k in list(os.environ):
         if k.startswith("CAMPAIGN_LAB_"): monkeypatch.delenv(k)
-    (tmp_path / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines"))
+    (tmp_path / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts"))
     return tmp_path
 
 

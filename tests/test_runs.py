@@ -19,7 +19,7 @@ MANIFEST_FIELDS = {"run_id", "pipeline", "status", "started_at", "ended_at", "du
 def synth_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("proj")
     from conftest import SETTINGS
-    (root / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines"))
+    (root / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts"))
     return root, execute("synth", {"n_customers": 3000, "seed": 5}, root=root)
 
 
