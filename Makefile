@@ -12,7 +12,7 @@ help:
 	@echo "make test        check src/ == nbdev-export and clean notebooks, then nbdev-test and pytest"
 	@echo "make test-slow   notebook cells flagged #| slow"
 	@echo "make lab         JupyterLab on the project with the .venv python3 kernel"
-	@echo "make bench       benchmarks (synthetic generation at 1M and 12M customers)"
+	@echo "make bench       benchmarks (synthetic generation, contract validation at 12M customers)"
 	@echo "make export      nbdev-export and nbdev-clean after editing notebooks"
 
 $(STAMP): pyproject.toml
@@ -57,3 +57,4 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synth.py
+	$(BIN)/python benchmarks/contracts.py

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def project(tmp_path, monkeypatch) -> Path:
     for k in list(os.environ):
         if k.startswith("CAMPAIGN_LAB_"): monkeypatch.delenv(k)
     (tmp_path / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts"))
+    shutil.copytree(REPO / "campaigns", tmp_path / "campaigns")
     return tmp_path
 
 
