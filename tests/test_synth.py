@@ -5,8 +5,9 @@ import polars as pl
 import pytest
 
 from campaign_lab.lake import TABLES, write_table
+from campaign_lab.draws import keyed_uniform
 from campaign_lab.synth import (BEHAVIOUR_TYPES, OFFER_TYPES, TONALITIES, default_response_model, draw_window_outcomes,
-                                expected_outcomes, generate_chain, keyed_uniform, response_model_frame,
+                                expected_outcomes, generate_chain, response_model_frame,
                                 response_model_from_frame, response_probabilities, typical_customers)
 
 
