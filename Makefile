@@ -56,5 +56,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. --ServerApp.ip=127.0.0.1
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python benchmarks/contracts.py
+	$(BIN)/python benchmarks/bandit.py
