@@ -8,7 +8,7 @@ N      ?= 200000
 .PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help
 
 help:
-	@echo "make demo        set up .venv and run the synth pipeline (N=$(N) customers); prints the report path"
+	@echo "make demo        set up .venv; synthetic chain (N=$(N)), segments, variants, three waves; prints runs/index.html"
 	@echo "make test        check src/ == nbdev-export and clean notebooks, then nbdev-test and pytest"
 	@echo "make test-slow   notebook cells flagged #| slow"
 	@echo "make lab         JupyterLab on the project with the .venv python3 kernel"
@@ -23,8 +23,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the main job: a synthetic chain, a promoted segmentation, a campaign's variants, three waves with feedback
 demo: $(STAMP)
 	$(BIN)/campaign-lab run synth -p n_customers=$(N)
+	$(BIN)/campaign-lab run segment_fit
+	$(BIN)/campaign-lab promote segmenter latest --alias champion
+	$(BIN)/campaign-lab run segment_apply
+	$(BIN)/campaign-lab run variants -p spec=campaigns/spring.yaml
+	for w in 0 1 2; do \
+	  $(BIN)/campaign-lab run wave -p campaign_id=spring_menu -p wave=$$w && \
+	  $(BIN)/campaign-lab run feedback -p campaign_id=spring_menu -p wave=$$w || exit 1; \
+	done
+	@echo; echo "Reviewer's index: $(CURDIR)/runs/index.html"
 
 # src/ must be exactly what nbdev-export writes and notebooks must be clean; checked in a scratch
 # copy of the work tree so that nothing here is rewritten.
