@@ -70,3 +70,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python benchmarks/contracts.py
 	$(BIN)/python benchmarks/bandit.py
+	$(BIN)/python benchmarks/segments.py
