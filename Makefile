@@ -8,7 +8,7 @@ N      ?= 200000
 .PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help
 
 help:
-	@echo "make demo        set up .venv; synthetic chain (N=$(N)), segments, variants, three waves; prints runs/index.html"
+	@echo "make demo        set up .venv; synthetic chain (N=$(N)), segments, variants, three waves, lift; prints runs/index.html"
 	@echo "make test        check src/ == nbdev-export and clean notebooks, then nbdev-test and pytest"
 	@echo "make test-slow   notebook cells flagged #| slow"
 	@echo "make lab         JupyterLab on the project with the .venv python3 kernel"
@@ -34,6 +34,7 @@ demo: $(STAMP)
 	  $(BIN)/campaign-lab run wave -p campaign_id=spring_menu -p wave=$$w && \
 	  $(BIN)/campaign-lab run feedback -p campaign_id=spring_menu -p wave=$$w || exit 1; \
 	done
+	$(BIN)/campaign-lab run lift -p campaign_id=spring_menu
 	@echo; echo "Reviewer's index: $(CURDIR)/runs/index.html"
 
 # src/ must be exactly what nbdev-export writes and notebooks must be clean; checked in a scratch
@@ -71,3 +72,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/contracts.py
 	$(BIN)/python benchmarks/bandit.py
 	$(BIN)/python benchmarks/segments.py
+	$(BIN)/python benchmarks/lift.py

@@ -81,3 +81,24 @@ def test_pipelines_parse_cleanly_under_papermill():
         ours = notebook_parameters(nb)
         theirs = papermill.inspect_notebook(str(nb))
         assert set(theirs) == set(ours), nb.name
+
+
+def test_lift_pipeline_reports_against_the_truth(cycle):
+    root, _ = cycle
+    r = execute("lift", {"wave": 1}, root=root)
+    assert r.ok, r.manifest["error"]
+    m = r.manifest["metrics"]
+    assert {"visits_rel_lift", "spend_rel_lift", "true_spend_rel_lift", "srm_p_value", "projected_52w_spend"} <= set(m)
+    assert m["srm_flagged"] is False and m["visits_rel_ci"][0] < m["visits_rel_lift"] < m["visits_rel_ci"][1]
+    page = (r.run_dir / "report.html").read_text()
+    assert "In plain words" in page and "Sample-ratio check" in page and "Assumptions:" in page
+    bad = execute("lift", {"wave": 9}, root=root)
+    assert bad.status == "failed" and "has no wave 9" in bad.manifest["error"]["evalue"]
+
+
+def test_holdout_is_the_same_customers_in_every_wave(cycle):
+    root, _ = cycle
+    a = read_table(root / "lake", "assignments")
+    h0 = set(a.filter(wave=0, arm="holdout")["customer_id"].to_list())
+    h1 = set(a.filter(wave=1, arm="holdout")["customer_id"].to_list())
+    assert h0 == h1 and len(h0) > 0
