@@ -26,7 +26,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'campaign_lab.bandit._new_events': ('bandit.html#_new_events', 'campaign_lab/bandit.py'),
                                      'campaign_lab.bandit._now': ('bandit.html#_now', 'campaign_lab/bandit.py'),
                                      'campaign_lab.bandit._prob_best': ('bandit.html#_prob_best', 'campaign_lab/bandit.py'),
-                                     'campaign_lab.bandit._propensity': ('bandit.html#_propensity', 'campaign_lab/bandit.py'),
                                      'campaign_lab.bandit._stieltjes': ('bandit.html#_stieltjes', 'campaign_lab/bandit.py'),
                                      'campaign_lab.bandit.allocation': ('bandit.html#allocation', 'campaign_lab/bandit.py'),
                                      'campaign_lab.bandit.assign': ('bandit.html#assign', 'campaign_lab/bandit.py'),
