@@ -84,8 +84,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'campaign_lab/contracts.py'),
                                         'campaign_lab.contracts._resolve': ('contracts.html#_resolve', 'campaign_lab/contracts.py'),
                                         'campaign_lab.contracts._run_suite': ('contracts.html#_run_suite', 'campaign_lab/contracts.py'),
-                                        'campaign_lab.contracts._with_skipped': ( 'contracts.html#_with_skipped',
-                                                                                  'campaign_lab/contracts.py'),
                                         'campaign_lab.contracts.break_rule': ('contracts.html#break_rule', 'campaign_lab/contracts.py'),
                                         'campaign_lab.contracts.default_parameters': ( 'contracts.html#default_parameters',
                                                                                        'campaign_lab/contracts.py'),
