@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 N      ?= 200000
 
-.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help
+.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser
 
 help:
 	@echo "make demo        set up .venv; synthetic chain (N=$(N)), segments, variants, three waves, lift; prints runs/index.html"
@@ -51,7 +51,13 @@ check-clean: $(STAMP)
 
 test: check-clean test-fast
 
-test-fast: $(STAMP)
+# the browser tests need Chromium (Debian's package); installed here when running as root (CI), else skipped
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium is not installed: the browser tests will be skipped"
+
+test-fast: $(STAMP) browser
 	$(BIN)/nbdev-test
 	$(BIN)/python -m pytest -q
 
