@@ -1,4 +1,4 @@
-"The campaign cycle from the CLI: a full run, a rerun that is all no-ops, a failure and its resume."
+"The campaign cycle from the CLI: a full run, a rerun whose finished steps are no-ops, a bad spec refused."
 import json
 import subprocess
 
@@ -9,7 +9,7 @@ def cycle(root, *args):
     return subprocess.run([str(BIN / "campaign-lab"), "cycle", *args], capture_output=True, text=True, env=cli_env(root), timeout=900)
 
 
-def test_cycle_runs_reruns_as_noops_and_resumes(project):
+def test_cycle_runs_reruns_as_noops_and_refuses_a_bad_spec(project):
     (project / "settings.ini").write_text((project / "settings.ini").read_text().replace("n_customers = 2000", "n_customers = 4000"))
     first = cycle(project, "--campaign", "campaigns/spring.yaml", "--waves", "1")
     assert first.returncode == 0, first.stdout + first.stderr[-3000:]
@@ -20,7 +20,7 @@ def test_cycle_runs_reruns_as_noops_and_resumes(project):
     assert (parents[-1] / "report.html").exists()
     again = cycle(project, "--campaign", "campaigns/spring.yaml", "--waves", "1")
     assert again.returncode == 0 and again.stdout.count("already done") >= 4 and "synth" not in again.stdout
-    # a broken spec stops the cycle with exit 1; fixing it and running again resumes
+    # a broken spec is refused before any step runs; the next good call finds the work done
     bad = project / "campaigns" / "autumn.yaml"
     text = (project / "campaigns" / "spring.yaml").read_text().replace("campaign_id: spring_menu", "campaign_id: autumn_menu")
     bad.write_text(text.replace("cta: [order, menu]", "cta: []"))
