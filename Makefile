@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 N      ?= 200000
+WAVES  ?= 3
 
 .PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser
 
 help:
-	@echo "make demo        set up .venv; synthetic chain (N=$(N)), segments, variants, three waves, lift; prints runs/index.html"
+	@echo "make demo        set up .venv; the campaign cycle: synthetic chain (N=$(N)), segments, two campaigns, $(WAVES) waves, lift; prints runs/index.html"
 	@echo "make test        check src/ == nbdev-export and clean notebooks, then nbdev-test and pytest"
-	@echo "make test-slow   notebook cells flagged #| slow"
+	@echo "make test-slow   the long checks: notebook cells flagged #| slow, tests marked slow (CI runs both targets)"
 	@echo "make lab         JupyterLab on the project with the .venv python3 kernel"
 	@echo "make bench       benchmarks (synthetic generation, contract validation at 12M customers)"
 	@echo "make export      nbdev-export and nbdev-clean after editing notebooks"
@@ -18,23 +19,15 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# the main job: a synthetic chain, a promoted segmentation, a campaign's variants, three waves with feedback
+# the main job: the whole campaign cycle (synthetic chain, contracts, champion segmentation, two campaigns'
+# variants, WAVES waves of allocation and feedback, lift), resumable: rerun it to continue after a failure
 demo: $(STAMP)
-	$(BIN)/campaign-lab run synth -p n_customers=$(N)
-	$(BIN)/campaign-lab run segment_fit
-	$(BIN)/campaign-lab promote segmenter latest --alias champion
-	$(BIN)/campaign-lab run segment_apply
-	$(BIN)/campaign-lab run variants -p spec=campaigns/spring.yaml
-	for w in 0 1 2; do \
-	  $(BIN)/campaign-lab run wave -p campaign_id=spring_menu -p wave=$$w && \
-	  $(BIN)/campaign-lab run feedback -p campaign_id=spring_menu -p wave=$$w || exit 1; \
-	done
-	$(BIN)/campaign-lab run lift -p campaign_id=spring_menu
+	$(BIN)/campaign-lab cycle --campaign campaigns/win_back.yaml --campaign campaigns/spring.yaml --waves $(WAVES) --n-customers $(N)
 	@echo; echo "Reviewer's index: $(CURDIR)/runs/index.html"
 
 # src/ must be exactly what nbdev-export writes and notebooks must be clean; checked in a scratch
@@ -59,10 +52,12 @@ browser:
 
 test-fast: $(STAMP) browser
 	$(BIN)/nbdev-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
+# the long end-to-end checks (about 7 minutes here): notebook cells flagged `#| slow` and tests marked slow; CI runs them too
 test-slow: $(STAMP)
-	$(BIN)/nbdev-test --flags slow
+	$(BIN)/nbdev-test --flags slow --file-re "60_spark"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow
 
 export: $(STAMP)
 	$(BIN)/nbdev-export
@@ -79,3 +74,5 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bandit.py
 	$(BIN)/python benchmarks/segments.py
 	$(BIN)/python benchmarks/lift.py
+	$(BIN)/python benchmarks/cycle.py
+	$(BIN)/python benchmarks/spark.py

@@ -1,31 +1,206 @@
-"The campaign cycle from the CLI: a full run, a rerun whose finished steps are no-ops, a bad spec refused."
+"""The campaign cycle end to end, as a scheduler drives it.
+
+One project runs the two demo campaigns for two waves; the other tests reuse it: no-op reruns,
+lineage, alerts, promotion of the policy, events files (missing, corrupted, good, fed twice). A
+second project is killed in the middle of a step and resumed: its final state must equal the
+uninterrupted one.
+"""
+from __future__ import annotations
+
 import json
+import os
+import shutil
+import signal
 import subprocess
+import time
+from pathlib import Path
 
-from conftest import BIN, cli_env
+import polars as pl
+import psutil
+import pytest
+
+from conftest import BIN, REPO, SETTINGS, cli_env
+
+SPECS = ("--campaign", "campaigns/spring.yaml", "--campaign", "campaigns/win_back.yaml")
+N_CUSTOMERS = 4000
 
 
-def cycle(root, *args):
-    return subprocess.run([str(BIN / "campaign-lab"), "cycle", *args], capture_output=True, text=True, env=cli_env(root), timeout=900)
+def new_project(path: Path) -> Path:
+    path.mkdir(parents=True)
+    text = SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts")
+    (path / "settings.ini").write_text(text.replace("n_customers = 2000", f"n_customers = {N_CUSTOMERS}"))
+    shutil.copytree(REPO / "campaigns", path / "campaigns")
+    return path
 
 
-def test_cycle_runs_reruns_as_noops_and_refuses_a_bad_spec(project):
-    (project / "settings.ini").write_text((project / "settings.ini").read_text().replace("n_customers = 2000", "n_customers = 4000"))
-    first = cycle(project, "--campaign", "campaigns/spring.yaml", "--waves", "1")
-    assert first.returncode == 0, first.stdout + first.stderr[-3000:]
-    assert "synth" in first.stdout and "promoted the new segmenter as champion" in first.stdout and ": succeeded (" in first.stdout
-    parents = sorted((project / "runs").glob("*_cycle_*"))
-    m = json.loads((parents[-1] / "manifest.json").read_text())
-    assert m["status"] == "succeeded" and [s["pipeline"] for s in m["steps"]][-1] == "lift"
-    assert (parents[-1] / "report.html").exists()
-    again = cycle(project, "--campaign", "campaigns/spring.yaml", "--waves", "1")
-    assert again.returncode == 0 and again.stdout.count("already done") >= 4 and "synth" not in again.stdout
-    # a broken spec is refused before any step runs; the next good call finds the work done
-    bad = project / "campaigns" / "autumn.yaml"
-    text = (project / "campaigns" / "spring.yaml").read_text().replace("campaign_id: spring_menu", "campaign_id: autumn_menu")
-    bad.write_text(text.replace("cta: [order, menu]", "cta: []"))
-    failed = cycle(project, "--campaign", "campaigns/spring.yaml", "--campaign", "campaigns/autumn.yaml", "--waves", "1")
-    assert failed.returncode != 0 and "factors.cta: empty level list" in failed.stderr + failed.stdout
-    bad.write_text(text.replace("priority: 1 ", "priority: 2 "))
-    resumed = cycle(project, "--campaign", "campaigns/spring.yaml", "--waves", "1")
-    assert resumed.returncode == 0 and "already done" in resumed.stdout
+def cli(root: Path, *args, timeout=1200) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "campaign-lab"), *args], capture_output=True, text=True, env=cli_env(root), timeout=timeout)
+
+
+def final_state(root: Path) -> dict[str, pl.DataFrame]:
+    "The lake tables the cycle builds, without the wall-clock columns (assigned_at, updated_at, occurred_at)."
+    from campaign_lab.lake import read_table
+    lake = root / "lake"
+    return {"assignments": read_table(lake, "assignments").drop("assigned_at").sort("campaign_id", "wave", "customer_id"),
+            "bandit_state": read_table(lake, "bandit_state").drop("updated_at").sort("campaign_id", "version", "segment", "variant_id"),
+            "events": read_table(lake, "events").drop("occurred_at").sort("event_id"),
+            "bandit_seen": read_table(lake, "bandit_seen").sort("campaign_id", "event_id"),
+            "variants": read_table(lake, "variants").sort("variant_id"),
+            "segments": read_table(lake, "segments").drop("assigned_at").sort("customer_id")}
+
+
+def runs_of(root: Path, pipeline: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root / "runs").glob(f"*_{pipeline}_*/manifest.json"))]
+
+
+@pytest.fixture(scope="module")
+def cycled(tmp_path_factory):
+    "A project after `campaign-lab cycle` with both demo campaigns and two waves; its final state is kept."
+    root = new_project(tmp_path_factory.mktemp("cycle") / "project")
+    res = cli(root, "cycle", *SPECS, "--waves", "2")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return {"root": root, "stdout": res.stdout, "state": final_state(root)}
+
+
+def test_two_campaigns_share_the_waves_without_double_emails(cycled):
+    root, out = cycled["root"], cycled["stdout"]
+    assert "promoted the new segmenter as champion" in out and "index:" in out
+    a = cycled["state"]["assignments"]
+    per = a.group_by("campaign_id", "wave").agg(treated=(pl.col("arm") == "treatment").sum())
+    assert per.height == 4 and per["treated"].min() > 0, per            # both campaigns email someone in both waves
+    assert a.group_by("wave", "customer_id").len()["len"].max() == 1    # nobody gets two campaign emails in a wave
+    # win_back (priority 1) goes first; its audience is the lapsed segments only
+    waves = [m for m in runs_of(root, "wave")]
+    order = [(m["parameters"]["wave"], m["parameters"]["campaign_id"]) for m in sorted(waves, key=lambda m: m["started_at"] + m["run_id"])]
+    assert order == [(0, "win_back"), (0, "spring_menu"), (1, "win_back"), (1, "spring_menu")]
+    arms = pl.read_parquet(sorted((root / "lake" / "arms").glob("v*.parquet"))[-1])
+    assert arms.filter(campaign_id="win_back")["segment"].n_unique() < arms.filter(campaign_id="spring_menu")["segment"].n_unique()
+    spring_w1 = next(m for m in waves if m["parameters"] == m["parameters"] | {"campaign_id": "spring_menu", "wave": 1})
+    assert spring_w1["metrics"]["customers_in_other_campaigns"] > 0    # the lapsed customers win_back took are skipped
+    # the parent run links every step; the index shows both campaigns' allocation and lift against the truth
+    parent = json.loads(sorted((root / "runs").glob("*_cycle_*/manifest.json"))[-1].read_text())
+    assert parent["status"] == "succeeded" and parent["exit_code"] == 0 and len(parent["steps"]) == 16
+    page = (root / "runs" / "index.html").read_text()
+    for text in ("Allocation over waves", "Final lift", "win_back", "spring_menu", "True lift (synthetic chain)", "<svg"):
+        assert text in page, text
+
+
+def test_a_rerun_is_a_noop_and_lineage_walks_back_to_the_data(cycled):
+    root = cycled["root"]
+    n_runs = len(list((root / "runs").iterdir()))
+    again = cli(root, "cycle", *SPECS, "--waves", "2")
+    assert again.returncode == 0, again.stdout[-2000:]
+    # every step is already done (the raw tables validate read have not changed): nothing runs
+    assert "succeeded (0 run, 14 already done)" in again.stdout, again.stdout
+    assert len(list((root / "runs").iterdir())) == n_runs + 1           # only the cycle's parent folder
+    lift = [m for m in runs_of(root, "lift") if m["parameters"]["campaign_id"] == "spring_menu"][-1]
+    assert lift["upstream_runs"] and any(t["table"] == "assignments" for t in lift["inputs"])
+    tree = cli(root, "runs", "lineage", lift["run_id"])
+    assert tree.returncode == 0
+    for pipeline in ("(wave,", "(feedback,", "(variants,", "(segment_apply,", "(segment_fit,", "(synth,"):
+        assert pipeline in tree.stdout, (pipeline, tree.stdout[:2000])
+    assert "segmenter segmenter.json (champion)" in tree.stdout and "customers v1" in tree.stdout
+
+
+def test_alerts_and_policy_promotion(cycled):
+    root = cycled["root"]
+    res = cli(root, "alerts")
+    assert res.returncode == 0, res.stdout                              # nothing blocking after a clean cycle
+    wave_run = [m for m in runs_of(root, "wave") if m["parameters"]["campaign_id"] == "spring_menu"][-1]["run_id"]
+    env = cli_env(root) | {"CAMPAIGN_LAB_USER": "reviewer@example"}
+    pro = subprocess.run([str(BIN / "campaign-lab"), "promote", "policy", wave_run, "--alias", "champion", "--note", "ts beta"],
+                         capture_output=True, text=True, env=env)
+    assert pro.returncode == 0 and "promoted by reviewer@example" in pro.stdout, pro.stdout + pro.stderr
+    reg = json.loads((root / "runs" / "registry.json").read_text())
+    last = reg["history"][-1]
+    assert (last["kind"], last["alias"], last["run_id"], last["promoted_by"], last["note"]) == ("policy", "champion", wave_run, "reviewer@example", "ts beta")
+    bad = cli(root, "promote", "policy", [m for m in runs_of(root, "lift")][-1]["run_id"])
+    assert bad.returncode == 2 and "has no policy.json" in bad.stderr
+    # a blocking rule whose threshold makes it fire: wave 1's reward rate is below 100x wave 0's
+    settings = root / "settings.ini"
+    extra = "alerts = reward_collapse:block\nreward_collapse_ratio = 100\n"
+    settings.write_text(settings.read_text() + extra)
+    try:
+        blocked = cli(root, "alerts")
+        assert blocked.returncode == 1 and "BLOCK reward_collapse" in blocked.stdout and "[win_back]" in blocked.stdout, blocked.stdout
+        page_before = (root / "runs" / "index.html").read_text()
+        from campaign_lab.runs import build_index
+        from campaign_lab.settings import load_settings
+        build_index(load_settings(root, env={}).runs_dir)
+        assert "BLOCKING: reward_collapse" in (root / "runs" / "index.html").read_text() and "BLOCKING" not in page_before
+    finally:
+        settings.write_text(settings.read_text().replace(extra, ""))
+
+
+def test_events_files_missing_corrupted_good_and_fed_twice(cycled):
+    "A third wave answered by files: the cycle waits for them, stops at a corrupted one, and resumes."
+    from campaign_lab.lake import read_table, table_versions
+    from campaign_lab.synth import respond
+    root = cycled["root"]
+    drop = root / "inbox"
+    drop.mkdir()
+    waiting = cli(root, "cycle", *SPECS, "--waves", "3", "--events-dir", "inbox")
+    assert waiting.returncode == 3 and "Waiting for the events of wave 2 of win_back" in waiting.stdout, waiting.stdout[-2000:]
+    lake = root / "lake"
+    assignments, variants = read_table(lake, "assignments"), read_table(lake, "variants")
+    truth = read_table(lake, "customer_truth")
+    answers = {c: respond(assignments.filter(campaign_id=c, wave=2), variants, truth, seed=99) for c in ("win_back", "spring_menu")}
+    corrupted = answers["win_back"].with_columns(revenue=pl.when(pl.col("event_type") == "conversion").then(-5.0).otherwise(pl.col("revenue")))
+    corrupted.write_parquet(drop / "win_back_wave2.parquet")
+    state_versions = len(table_versions(lake, "bandit_state"))
+    failed = cli(root, "cycle", *SPECS, "--waves", "3", "--events-dir", "inbox")
+    assert failed.returncode == 1 and "ContractError" in failed.stdout and "revenue" in failed.stdout, failed.stdout[-2000:]
+    assert len(table_versions(lake, "bandit_state")) == state_versions   # nothing was written
+    report = (sorted((root / "runs").glob("*_feedback_*"))[-1] / "report.html").read_text()
+    assert "a data contract was broken" in report
+    for c, events in answers.items(): events.write_parquet(drop / f"{c}_wave2.parquet")
+    done = cli(root, "cycle", *SPECS, "--waves", "3", "--events-dir", "inbox")
+    assert done.returncode == 0, done.stdout[-3000:]
+    after = read_table(lake, "bandit_state")
+    # the same events fed twice change nothing
+    again = cli(root, "run", "feedback", "-p", "campaign_id=win_back", "-p", "wave=2", "-p", "source=file",
+                "-p", f"events_path={drop / 'win_back_wave2.parquet'}")
+    assert again.returncode == 0, again.stdout[-2000:]
+    assert runs_of(root, "feedback")[-1]["metrics"]["new_events"] == 0
+    assert read_table(lake, "bandit_state").equals(after)
+
+
+def _kill_tree(proc: subprocess.Popen):
+    "SIGKILL the cycle and everything it started (papermill's kernel runs in a session of its own)."
+    parent = psutil.Process(proc.pid)
+    family = parent.children(recursive=True) + [parent]
+    for p in family:
+        try: p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess: pass
+    proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_killed_in_the_middle_resumes_to_the_same_final_state(cycled, tmp_path):
+    from campaign_lab.lake import fingerprint_file, read_table, table_versions, TABLES
+    root = new_project(tmp_path / "project")
+    cmd = [str(BIN / "campaign-lab"), "cycle", *SPECS, "--waves", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env(root))
+    deadline = time.monotonic() + 600
+    target = None
+    while target is None and time.monotonic() < deadline and proc.poll() is None:   # the second wave's first feedback run
+        found = [p.parent for p in (root / "runs").glob("*_feedback_*/params.yaml")] if (root / "runs").exists() else []
+        target = next((p for p in found if "wave: 1" in (p / "params.yaml").read_text()), None)
+        time.sleep(0.2)
+    assert target is not None, "the cycle never reached the feedback of wave 1"
+    time.sleep(4.0)                                                     # inside the step: kernel up, reading the lake
+    _kill_tree(proc)
+    killed = json.loads((target / "manifest.json").read_text())
+    assert killed["status"] == "running"                                # it never recorded an outcome ...
+    from campaign_lab.runs import list_runs
+    assert next(r for r in list_runs(root / "runs") if r["run_id"] == killed["run_id"])["status"] == "interrupted"   # ... and says so
+    for table in TABLES:                                                # no half-written version anywhere
+        for v in table_versions(root / "lake", table):
+            assert fingerprint_file(v.path) == v.fingerprint, v
+            read_table(root / "lake", table, version=v.version)
+    resumed = cli(root, "cycle", *SPECS, "--waves", "2")
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert "already done" in resumed.stdout
+    mine, reference = final_state(root), cycled["state"]
+    for name, df in reference.items():
+        assert mine[name].equals(df), name

@@ -1,0 +1,134 @@
+"""The Spark engine through the pipelines: the same answers as the polars engine, clear failures.
+
+One small project is prepared once (synthetic chain, champion segmenter, both demo campaigns'
+variants) and copied: the copy runs segment_apply, wave and feedback with `engine=spark`, the
+original with `engine=polars`, and the lake tables must agree. Spark runs on `local[2]` (Java 17 is
+on the machine; `make test` installs the `spark` extra).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import BIN, REPO, SETTINGS, cli_env
+
+pytest.importorskip("pyspark")
+if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    pytest.skip("no Java: the Spark engine cannot run here", allow_module_level=True)
+
+
+def cli(root: Path, *args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "campaign-lab"), *args], capture_output=True, text=True, env=env or cli_env(root), timeout=900)
+
+
+def ok(res):
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+def versions(root: Path) -> dict[str, int]:
+    return {p.name: len(list(p.glob("v*.json"))) for p in (root / "lake").iterdir() if p.is_dir()}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    "Two copies of a project ready for waves: (polars, spark)."
+    root = tmp_path_factory.mktemp("spark") / "polars"
+    root.mkdir()
+    (root / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts")
+                                       .replace("n_customers = 2000", "n_customers = 3000"))
+    shutil.copytree(REPO / "campaigns", root / "campaigns")
+    ok(cli(root, "run", "synth"))
+    ok(cli(root, "run", "segment_fit"))
+    ok(cli(root, "promote", "segmenter", "latest"))
+    other = root.parent / "spark"
+    shutil.copytree(root, other)
+    return root, other
+
+
+@pytest.mark.slow
+def test_spark_pipelines_give_the_polars_answers(pair):
+    from campaign_lab.lake import read_table
+    a, b = pair
+    # win_back's steps run on polars in both projects; spring_menu's wave (which must skip the customers win_back
+    # took) and feedback run on Spark in the second (each Spark run starts a session and checks its inputs on Spark)
+    for root, engine in ((a, "polars"), (b, "spark")):
+        ok(cli(root, "run", "segment_apply", "-p", f"engine={engine}"))
+        ok(cli(root, "run", "variants", "-p", "spec=campaigns/win_back.yaml"))
+        ok(cli(root, "run", "variants", "-p", "spec=campaigns/spring.yaml"))
+        ok(cli(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=0", "-p", "engine=polars"))
+        ok(cli(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=0", "-p", f"engine={engine}"))
+        ok(cli(root, "run", "feedback", "-p", "campaign_id=win_back", "-p", "wave=0", "-p", "engine=polars"))
+        ok(cli(root, "run", "feedback", "-p", "campaign_id=spring_menu", "-p", "wave=0", "-p", f"engine={engine}"))
+    same = lambda t, drop, keys: read_table(a / "lake", t).drop(drop).sort(keys).equals(read_table(b / "lake", t).drop(drop).sort(keys))
+    assert same("segments", "assigned_at", "customer_id")                              # the same segment labels
+    pa, pb = (read_table(r / "lake", "segment_profiles") for r in (a, b))
+    assert pa.select("segment", "name", "n_customers").equals(pb.select("segment", "name", "n_customers"))
+    assert same("assignments", "assigned_at", ["campaign_id", "wave", "customer_id"])  # the same assignments, customer by customer
+    keys = ["campaign_id", "version", "segment", "variant_id"]
+    sa, sb = (read_table(r / "lake", "bandit_state").drop("updated_at").sort(keys) for r in (a, b))
+    sums = ["reward_sum", "reward_sq_sum"]          # revenue sums: equal to floating-point rounding (summation order)
+    assert sa.drop(sums).equals(sb.drop(sums))      # the same state after update: counts and posteriors identical
+    assert np.allclose(sa.select(sums).to_numpy(), sb.select(sums).to_numpy(), rtol=1e-12)
+    assert same("bandit_seen", [], ["campaign_id", "event_id"])
+    manifests = [json.loads(p.read_text()) for p in (b / "runs").glob("*/manifest.json")]
+    manifests = [m for m in manifests if m["metrics"].get("engine") == "spark"]
+    assert sorted(m["pipeline"] for m in manifests) == ["feedback", "segment_apply", "wave"]
+    spark_checks = [c for m in manifests for c in m["contracts"] if c["source"].endswith("(spark)")]
+    assert spark_checks and all(c["success"] for c in spark_checks)                    # inputs were checked on Spark
+
+
+@pytest.mark.slow
+def test_contract_failure_on_spark_reads_like_polars(pair, tmp_path):
+    from campaign_lab.lake import read_table
+    from campaign_lab.synth import respond
+    a, b = pair
+    messages = {}
+    for root, engine in ((a, "polars"), (b, "spark")):
+        lake = root / "lake"
+        wave = read_table(lake, "assignments").filter(campaign_id="spring_menu", wave=0)
+        events = respond(wave, read_table(lake, "variants"), read_table(lake, "customer_truth"), seed=3)
+        bad = events.with_columns(revenue=pl.when(pl.col("event_type") == "conversion").then(-1.0).otherwise(pl.col("revenue")),
+                                  event_id=pl.col("event_id") + "-late")
+        path = tmp_path / f"{engine}.parquet"
+        bad.write_parquet(path)
+        before = versions(root)
+        res = cli(root, "run", "feedback", "-p", "campaign_id=spring_menu", "-p", "wave=0", "-p", "source=file",
+                  "-p", f"events_path={path}", "-p", f"engine={engine}")
+        assert res.returncode == 1 and versions(root) == before, res.stdout
+        m = json.loads(sorted((root / "runs").glob("*_feedback_*/manifest.json"))[-1].read_text())
+        messages[engine] = [l for l in m["error"]["evalue"].splitlines() if "revenue" in l]
+    strip = lambda lines: [l.split(" e.g.")[0].split(" at ")[0] for l in lines]
+    assert messages["polars"] and strip(messages["polars"]) == strip(messages["spark"]), messages
+
+
+def test_spark_that_cannot_start_fails_before_writing(project):
+    b = project
+    ok(cli(b, "run", "synth", "-p", "n_customers=500"))
+    before = versions(b)
+    bad_master = cli(b, "run", "segment_apply", "-p", "engine=spark", env=cli_env(b) | {"CAMPAIGN_LAB_SPARK_MASTER": "bogus://nowhere"})
+    assert bad_master.returncode == 1 and "Spark session could not start (master 'bogus://nowhere')" in bad_master.stdout, bad_master.stdout
+    no_java = cli_env(b) | {"PATH": str(BIN), "JAVA_HOME": "/nonexistent"}
+    res = cli(b, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=5", "-p", "engine=spark", env=no_java)
+    assert res.returncode == 1 and "needs Java 17 or newer" in res.stdout, res.stdout
+    assert versions(b) == before
+    bad_engine = cli(b, "run", "wave", "-p", "engine=dask")
+    assert bad_engine.returncode == 1 and "unknown engine 'dask'" in bad_engine.stdout
+
+
+def test_without_pyspark_the_error_says_how_to_install():
+    code = ("import sys; sys.modules['pyspark'] = None\n"
+            "from campaign_lab.spark import spark_session, EngineError\n"
+            "from campaign_lab.settings import load_settings\n"
+            "try: spark_session(load_settings())\n"
+            "except EngineError as e: print(e)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert "pip install 'campaign_lab[spark]'" in res.stdout, res.stdout + res.stderr
