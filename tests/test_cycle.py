@@ -204,3 +204,21 @@ def test_killed_in_the_middle_resumes_to_the_same_final_state(cycled, tmp_path):
     mine, reference = final_state(root), cycled["state"]
     for name, df in reference.items():
         assert mine[name].equals(df), name
+
+
+def test_the_cycles_index_and_reports_render_offline_in_chromium(cycled):
+    "The reviewer's home after a cycle (campaign panels included) and the cycle's reports, in headless Chromium, offline."
+    from test_browser import ARTEFACTS, CHROMIUM, browse
+    if CHROMIUM is None: pytest.skip("chromium is not installed (make test installs it when run as root)")
+    runs = cycled["root"] / "runs"
+    ARTEFACTS.mkdir(exist_ok=True)
+    pages = {"cycle-index": runs / "index.html", "cycle-parent": sorted(runs.glob("*_cycle_*/report.html"))[0],
+             "cycle-wave": sorted(runs.glob("*_wave_*/report.html"))[-1], "cycle-lift": sorted(runs.glob("*_lift_*/report.html"))[-1]}
+    for name, page in pages.items():
+        dom = browse(page, "--dump-dom")
+        assert dom.returncode == 0 and "Error loading script" not in dom.stdout, (name, dom.stderr[-2000:])
+        shot = ARTEFACTS / f"{name}.png"
+        r = browse(page, f"--screenshot={shot}", "--window-size=1200,1800")
+        assert r.returncode == 0 and shot.stat().st_size > 10_000, name
+        if name == "cycle-index":
+            for text in ("Allocation over waves", "Final lift", "<svg", "win_back", "spring_menu"): assert text in dom.stdout, text
