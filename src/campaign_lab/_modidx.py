@@ -97,6 +97,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'campaign_lab.contracts.load_suite': ('contracts.html#load_suite', 'campaign_lab/contracts.py'),
                                         'campaign_lab.contracts.read_table_file': ( 'contracts.html#read_table_file',
                                                                                     'campaign_lab/contracts.py'),
+                                        'campaign_lab.contracts.reference_rules': ( 'contracts.html#reference_rules',
+                                                                                    'campaign_lab/contracts.py'),
                                         'campaign_lab.contracts.referenced_tables': ( 'contracts.html#referenced_tables',
                                                                                       'campaign_lab/contracts.py'),
                                         'campaign_lab.contracts.rule_text': ('contracts.html#rule_text', 'campaign_lab/contracts.py'),
