@@ -13,6 +13,10 @@ fitted on a 200k sample (not timed). Then, in one process per engine:
 The equality of the answers is checked by the tests (`tests/test_spark.py`, `nbs/60_spark.ipynb`);
 here the outputs' sizes are printed as a sanity check.
 
+With two or more sizes it then prints Spark's marginal rates per core between the smallest and the largest
+(per-job fixed costs cancel) and the core-seconds one wave would take at 100M and 1B customers at those rates:
+an extrapolation for sizing a cluster, not a cluster measurement.
+
     .venv/bin/python benchmarks/spark.py [--sizes 1000000 5000000]
 """
 from __future__ import annotations
@@ -112,7 +116,8 @@ def main():
     if a.prepare: print(json.dumps(prepare(int(a.prepare[0]), Path(a.prepare[1])))); return
     if a.run: print(json.dumps(run(a.run[0], Path(a.run[1])))); return
     print("one wave's heavy steps: polars engine (in process, 2 threads) vs Spark engine (local[2]), same machine, same run")
-    for n in a.sizes:
+    measured = []
+    for n in sorted(a.sizes):
         folder = Path(tempfile.mkdtemp(prefix="spark-bench-"))
         info = child(["--prepare", str(n), str(folder)])
         p, s = child(["--run", "polars", str(folder)]), child(["--run", "spark", str(folder)])
@@ -125,6 +130,30 @@ def main():
         tp, ts = sum(p[k] for k in ("contracts", "segment_apply", "assign", "update")), sum(s[k] for k in ("contracts", "segment_apply", "assign", "update"))
         print(f"  {'total':<16} {tp:>9.2f} {ts:>9.2f} {ts / tp:>12.1f}x   (+ {s['session_start'] + s['first_stage']:.1f} s Spark start-up)")
         import shutil; shutil.rmtree(folder, ignore_errors=True)
+        measured.append((info, s))
+    if len(measured) >= 2: project(measured[0], measured[-1])
+
+
+STEPS = {"contracts": "orders", "segment_apply": "orders", "assign": "customers", "update": "events"}
+
+def project(small, large, cores: int = 2):
+    "Marginal Spark rates between two sizes (fixed per-job costs cancel) and the core-seconds they imply at 100M and 1B customers."
+    (i0, s0), (i1, s1) = small, large
+    print(f"\nSpark marginal rates between {i0['customers']:,} and {i1['customers']:,} customers (local[{cores}]):")
+    rate = {}
+    for k, unit in STEPS.items():
+        rows, secs = i1[unit] - i0[unit], s1[k] - s0[k]
+        if secs <= 0:
+            print(f"  {k:<16} no measurable growth ({secs:+.2f} s): sizes too close or too small to project from"); return
+        rate[k] = rows / secs / cores
+        print(f"  {k:<16} {rate[k] / 1e3:>8,.0f}k {unit}/s per core   ({rows:,} more {unit} in {secs:.1f} s more)")
+    per = {u: i1[u] / i1["customers"] for u in ("orders", "events")} | {"customers": 1.0}
+    print("extrapolated per-wave work (same per-core rates, same orders and events per customer; not measured on a cluster):")
+    for n in (100_000_000, 1_000_000_000):
+        cs = {k: n * per[u] / rate[k] for k, u in STEPS.items()}
+        tot = sum(cs.values())
+        print(f"  {n:>13,} customers: {tot:>9,.0f} core-s ({', '.join(f'{k} {v:,.0f}' for k, v in cs.items())});"
+              f" on 64 cores {tot / 64 / 60:.1f} min, on 256 cores {tot / 256 / 60:.1f} min, before shuffle and driver costs")
 
 
 if __name__ == "__main__":
