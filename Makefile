@@ -13,7 +13,7 @@ help:
 	@echo "make test        check src/ == nbdev-export and clean notebooks, then nbdev-test and pytest"
 	@echo "make test-slow   the long checks: notebook cells flagged #| slow, tests marked slow (CI runs both targets)"
 	@echo "make lab         JupyterLab on the project with the .venv python3 kernel"
-	@echo "make bench       benchmarks (synthetic generation, contract validation at 12M customers)"
+	@echo "make bench       benchmarks (generation, contracts, bandit, segments, lift, the 12M wave, step overhead, Spark)"
 	@echo "make export      nbdev-export and nbdev-clean after editing notebooks"
 
 $(STAMP): pyproject.toml
@@ -75,4 +75,5 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/segments.py
 	$(BIN)/python benchmarks/lift.py
 	$(BIN)/python benchmarks/cycle.py
+	$(BIN)/python benchmarks/steps.py
 	$(BIN)/python benchmarks/spark.py

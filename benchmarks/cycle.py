@@ -3,11 +3,12 @@
 The wave is what a scheduled week does after the lake has been validated: segment_apply (features
 from the transaction log as of the run date, the champion segmenter, profiles; segments checked
 against their contract and written to the lake), the two demo campaigns' arms, `wave` for both
-campaigns in priority order (audience, holdout, Thompson allocation; assignments checked and
-written), the synthetic chain's answers (`respond`; events checked against their contract with
-their references), and `update` of both campaigns' bandit states (written). It calls the library
-functions the pipelines call, in one process, without papermill's kernel start (about 5 s per step,
-printed separately by `make demo` runs).
+campaigns in priority order (`waves.assign_wave`: audience, never-reassign check, holdout, Thompson
+allocation; assignments checked and written), the synthetic chain's answers (`respond`), and
+`waves.fold_feedback` for both campaigns (events checked against their contract with their
+references, the bandit states updated; all checked and written). These are the functions the wave
+and feedback pipelines call, on an in-memory reader (`waves.Tables`) instead of a run context, in one
+process, without papermill's kernel start (`benchmarks/steps.py` measures that fixed cost).
 
 Each step's peak memory is the process's VmHWM during the step (reset before it), which includes
 what earlier steps still hold: tables stay in the process until the last step that reads them
@@ -47,12 +48,13 @@ def reset_hwm():
 
 def one_wave(n: int) -> dict:
     import polars as pl
-    from campaign_lab.bandit import assign, init_state, make_policy, update
+    from campaign_lab.bandit import make_policy
     from campaign_lab.contracts import default_parameters, validate
     from campaign_lab.lake import read_table, write_table
     from campaign_lab.segments import assign_segments, features, fit_segmenter, profile
     from campaign_lab.synth import generate_chain, respond
     from campaign_lab.variants import build_catalogue, eligible_arms, load_spec
+    from campaign_lab.waves import PolarsEngine, Tables, assign_wave, fold_feedback, wave_rows
 
     contracts = ROOT / "data_contracts"
     params = lambda: default_parameters(dt.date(2019, 1, 1))   # "now" taken at each check, as a run does
@@ -100,41 +102,37 @@ def one_wave(n: int) -> dict:
     variants, arms = step("variants and arms (2 campaigns)", variants_and_arms)
     variants_all = pl.concat(variants)
     pol = make_policy("thompson_beta", reward="conversion")
+    # the in-memory lake the wave functions read, exactly as the wave and feedback pipelines read the real one
+    mem = Tables({"customers": customers, "segments": segments, "variants": variants_all, "arms": pl.concat(arms)}, contracts)
+    engine = PolarsEngine()
 
     def waves():
-        opted = customers.filter(pl.col("email_opt_in")).select("customer_id").join(segments.select("customer_id", "segment"), on="customer_id")
-        taken, done = None, []
-        for spec, a in zip(specs, arms):
-            audience = opted.filter(pl.col("segment").is_in(a["segment"].unique().implode()))
-            if taken is not None: audience = audience.join(taken, on="customer_id", how="anti")
-            w = assign(init_state(a, pol), audience, policy=pol, holdout=0.1, seed=SEED, wave=0, campaign_id=spec.campaign_id)
-            taken = w.select("customer_id") if taken is None else pl.concat([taken, w.select("customer_id")])
-            done.append(w)
-        assignments = pl.concat(done)
-        res = validate("assignments", assignments, contracts, params(), references={"customers": customers, "variants": variants_all})
-        assert res.success, res.failures
-        write_table(lake, "assignments", assignments)
-        return assignments
-    assignments = step("wave: 2 campaigns assign, check, write", waves)
+        for spec in specs:   # priority order: the first campaign to assign a customer keeps them this wave
+            w = assign_wave(engine, mem, campaign_id=spec.campaign_id, wave=0, policy=pol, holdout=0.1, seed=SEED)
+            mem.publish(w.tables)
+        write_table(lake, "assignments", mem.read("assignments"))
+        return mem.read("assignments")
+    assignments = step("wave: 2 campaigns assign_wave, check, write", waves)
     del segments, customers   # later steps do not read them (a pipeline's kernel would not hold them either)
+    mem.tables.pop("segments"); mem.tables.pop("customers")
     truth = read_table(lake, "customer_truth")
 
     def feedback():
-        events = respond(assignments, variants_all, truth, seed=SEED)
-        res = validate("events", events, contracts, params(), references={"assignments": assignments, "variants": variants_all})
-        assert res.success, res.failures
-        write_table(lake, "events", events)
-        return events
-    events = step("feedback: synthetic answers, check, write", feedback)
+        batches = {}
+        for spec in specs:
+            batch = wave_rows(mem, campaign_id=spec.campaign_id, wave=0)
+            batches[spec.campaign_id] = (batch, respond(batch.rows, batch.variants, truth, seed=SEED))
+        return batches
+    batches = step("feedback: synthetic answers", feedback)
     del truth
 
     def updates():
-        with_seg = events.join(assignments.select("campaign_id", "customer_id", "segment"), on=["campaign_id", "customer_id"])
-        states = [update(init_state(a, pol), with_seg.filter(campaign_id=s.campaign_id), reward="conversion") for s, a in zip(specs, arms)]
-        write_table(lake, "bandit_state", pl.concat([s.table for s in states]))
-        write_table(lake, "bandit_seen", pl.concat([s.seen for s in states]))
-        return states
-    step("update: 2 bandit states, write", updates)
+        for batch, events in batches.values():
+            fb = fold_feedback(engine, mem, batch, events, reward="conversion")
+            mem.publish(fb.tables)
+        for t in ("events", "bandit_state", "bandit_seen"): write_table(lake, t, mem.read(t))
+        return mem.read("events")
+    events = step("feedback: fold_feedback (check events, update), check, write", updates)
     out |= {"treated": int((assignments["arm"] == "treatment").sum()), "events": events.height,
             "per_campaign": {c: int(k) for c, k in assignments.group_by("campaign_id").len().iter_rows()},
             "process_peak_gb": hwm_gb()}

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from campaign_lab.bandit import (EpsilonGreedy, ThompsonBeta, ThompsonGaussian, UCB1, Uniform, allocation, assign,
-                                 init_state, prob_best_beta, prob_best_normal, resolve_audiences, summarize, update)
+                                 init_state, prob_best_beta, prob_best_normal, summarize, update)
 from campaign_lab.contracts import default_parameters, validate
 from campaign_lab.draws import keyed_uniform
 from conftest import REPO
@@ -174,12 +174,3 @@ def test_converges_to_best_variant_per_segment():
     assert best["variant_id"].to_list() == ["v2", "v0"] and (best["p"] > 0.9).all()
     s = summarize(st, ThompsonBeta())
     assert ((s["ci_low"] <= s["mean"]) & (s["mean"] <= s["ci_high"])).all()
-
-
-def test_resolve_audiences_one_email_per_customer():
-    a = pl.DataFrame({"campaign_id": ["x"] * 4 + ["y"] * 3, "customer_id": [1, 2, 3, 4, 3, 4, 5], "segment": [0] * 7})
-    res, conflicts = resolve_audiences(a, {"x": 2, "y": 1})
-    assert sorted(res.filter(campaign_id="y")["customer_id"].to_list()) == [3, 4, 5]
-    assert res["customer_id"].is_unique().all()
-    assert conflicts.rows() == [("x", "y", 2)]
-    with pytest.raises(ValueError, match="no priority for campaign"): resolve_audiences(a, {"x": 1})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from campaign_lab.runs import execute
+from campaign_lab.execute import execute
 from conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

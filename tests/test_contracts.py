@@ -8,10 +8,11 @@ import subprocess
 import polars as pl
 import pytest
 
-from campaign_lab.contracts import (ContractError, default_parameters, gate, load_suite, read_table_file, sample_tables,
+from campaign_lab.samples import sample_tables
+from campaign_lab.contracts import (ContractError, default_parameters, gate, load_suite, read_table_file,
                                     split_offending, suite_json, validate, InputError)
 from campaign_lab.lake import TABLES, read_table, table_versions, write_table
-from campaign_lab.runs import execute
+from campaign_lab.execute import execute
 from conftest import BIN, REPO, cli_env
 
 CONTRACTS = REPO / "data_contracts"

@@ -124,9 +124,9 @@ def test_alerts_and_policy_promotion(cycled):
         blocked = cli(root, "alerts")
         assert blocked.returncode == 1 and "BLOCK reward_collapse" in blocked.stdout and "[win_back]" in blocked.stdout, blocked.stdout
         page_before = (root / "runs" / "index.html").read_text()
-        from campaign_lab.runs import build_index
+        from campaign_lab.reports import build_index
         from campaign_lab.settings import load_settings
-        build_index(load_settings(root, env={}).runs_dir)
+        build_index(load_settings(root, env={}))
         assert "BLOCKING: reward_collapse" in (root / "runs" / "index.html").read_text() and "BLOCKING" not in page_before
     finally:
         settings.write_text(settings.read_text().replace(extra, ""))
@@ -192,8 +192,8 @@ def test_killed_in_the_middle_resumes_to_the_same_final_state(cycled, tmp_path):
     _kill_tree(proc)
     killed = json.loads((target / "manifest.json").read_text())
     assert killed["status"] == "running"                                # it never recorded an outcome ...
-    from campaign_lab.runs import list_runs
-    assert next(r for r in list_runs(root / "runs") if r["run_id"] == killed["run_id"])["status"] == "interrupted"   # ... and says so
+    from campaign_lab.records import list_runs
+    assert next(r for r in list_runs(root / "runs") if r.run_id == killed["run_id"]).status == "interrupted"   # ... and says so
     for table in TABLES:                                                # no half-written version anywhere
         for v in table_versions(root / "lake", table):
             assert fingerprint_file(v.path) == v.fingerprint, v

@@ -6,9 +6,10 @@ import polars as pl
 import pytest
 import yaml
 
-from campaign_lab import runs
 from campaign_lab.lake import read_table, table_versions
-from campaign_lab.runs import PipelineError, execute, list_runs, notebook_parameters
+from campaign_lab.execute import execute
+from campaign_lab.pipelines import PipelineError, notebook_parameters
+from campaign_lab.records import list_runs
 from conftest import REPO
 
 MANIFEST_FIELDS = {"run_id", "pipeline", "status", "started_at", "ended_at", "duration_s", "git", "packages", "seed",
@@ -134,3 +135,38 @@ def test_repository_pipelines_declare_documented_parameters():
         assert {"project_root", "run_dir"} <= set(spec), nb.name
         assert all(p.description for p in spec.values()), nb.name
         assert nbformat.read(nb, as_version=4).metadata["kernelspec"]["name"] == "python3"
+
+
+def test_closed_set_parameters_are_refused_before_a_kernel_starts(project):
+    with pytest.raises(PipelineError, match="parameter 'engine' must be one of 'default', 'polars', 'spark', got 'dask'"):
+        execute("wave", {"engine": "dask"}, root=project)
+    with pytest.raises(PipelineError, match="parameter 'source' must be one of 'synthetic', 'file'"):
+        execute("feedback", {"source": "ftp"}, root=project)
+    assert not (project / "runs").exists()
+
+
+def test_a_closed_set_must_be_written_as_bare_words(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x: Literal["a", "b"] = "a"  # quoted', metadata={"tags": ["parameters"]})])
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    with pytest.raises(PipelineError, match="string of bare words"): notebook_parameters(tmp_path / "a.ipynb")
+    nb.cells[0].source = 'x: "Literal[a, b]" = "c"  # not in the set'
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    with pytest.raises(PipelineError, match="default 'c' is not one of 'a', 'b'"): notebook_parameters(tmp_path / "a.ipynb")
+
+
+def test_runs_with_warm_kernels_match_cold_runs_and_survive_a_dead_kernel(project):
+    import os, signal, time
+    from campaign_lab.execute import KernelPool
+    from campaign_lab.settings import load_settings
+    cold = execute("synth", {"n_customers": 800, "seed": 2}, root=project)
+    settings = load_settings(project, env={})
+    with KernelPool(settings) as pool:
+        first = execute("variants", root=project, kernels=pool)            # a kernel that imported ahead
+        os.kill(pool.waiting[0].pid, signal.SIGKILL)                         # the next one dies while it waits
+        time.sleep(0.5)
+        second = execute("variants", root=project, kernels=pool)           # ... and is replaced by a cold start
+    assert cold.ok and first.ok and second.ok, (first.manifest["error"], second.manifest["error"])
+    same = lambda m: {k: v for k, v in m.items() if k not in ("added", "removed", "changed", "kept")}   # the diff against the previous run
+    assert same(first.manifest["metrics"]) == same(second.manifest["metrics"]) and second.manifest["metrics"]["added"] == 0
+    assert 0.05 < first.manifest["kernel_peak_gb"] < 4
+    assert pool.waiting == []

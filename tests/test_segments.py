@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from campaign_lab.lake import read_table, table_versions, write_table
-from campaign_lab.runs import execute, promote, resolve_alias
+from campaign_lab.execute import execute
+from campaign_lab.registry import promote, resolve_alias
 from campaign_lab.segments import FEATURES, Segmenter, assign_segments, features, fit_segmenter, profile
 from campaign_lab.synth import generate_chain
 

@@ -120,8 +120,9 @@ def test_spark_that_cannot_start_fails_before_writing(project):
     res = cli(b, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=5", "-p", "engine=spark", env=no_java)
     assert res.returncode == 1 and "needs Java 17 or newer" in res.stdout, res.stdout
     assert versions(b) == before
-    bad_engine = cli(b, "run", "wave", "-p", "engine=dask")
-    assert bad_engine.returncode == 1 and "unknown engine 'dask'" in bad_engine.stdout
+    bad_engine = cli(b, "run", "wave", "-p", "engine=dask")   # a closed set: refused before a kernel starts, nothing run
+    assert bad_engine.returncode == 2 and "parameter 'engine' must be one of 'default', 'polars', 'spark', got 'dask'" in bad_engine.stderr, bad_engine.stderr
+    assert versions(b) == before
 
 
 def test_without_pyspark_the_error_says_how_to_install():

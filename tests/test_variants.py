@@ -3,7 +3,7 @@ import polars as pl
 import pytest
 
 from campaign_lab.lake import TABLES, read_table, write_table
-from campaign_lab.runs import execute
+from campaign_lab.execute import execute
 from campaign_lab.variants import (SpecError, build_catalogue, diff_catalogues, eligible_arms, load_spec, offer_words,
                                    parse_spec)
 from conftest import REPO

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from campaign_lab.lake import read_table, table_versions, write_table
-from campaign_lab.runs import execute
+from campaign_lab.execute import execute
 from campaign_lab.synth import TYPE_NAMES
 
 
@@ -76,7 +76,7 @@ def test_wave_without_segments_says_what_to_run(project):
 def test_pipelines_parse_cleanly_under_papermill():
     import papermill
     from conftest import REPO
-    from campaign_lab.runs import notebook_parameters
+    from campaign_lab.pipelines import notebook_parameters
     for nb in (REPO / "nbs" / "pipelines").glob("*.ipynb"):
         ours = notebook_parameters(nb)
         theirs = papermill.inspect_notebook(str(nb))

@@ -15,12 +15,13 @@ import polars as pl
 from scipy import special
 
 from .draws import keyed_uniform, keyed_uniforms, stream_key
+from .records import now
 from .lake import ARMS, EVENT_TYPES, TABLES
 
 # %% auto #0
-__all__ = ['Reward', 'Policy', 'ThompsonBeta', 'ThompsonGaussian', 'UCB1', 'EpsilonGreedy', 'Uniform', 'BanditState',
+__all__ = ['Reward', 'Policy', 'ARM_KEYS', 'ThompsonBeta', 'ThompsonGaussian', 'UCB1', 'EpsilonGreedy', 'Uniform', 'BanditState',
            'init_state', 'prob_best_beta', 'prob_best_normal', 'allocation', 'assign', 'update', 'fold', 'summarize',
-           'resolve_audiences', 'make_policy', 'state_for_campaign']
+           'make_policy', 'state_for_campaign']
 
 # %% ../../nbs/30_bandit.ipynb #889c491a
 Reward = Literal["open", "click", "conversion", "revenue"]
@@ -100,7 +101,7 @@ class BanditState(NamedTuple):
 
 _SEEN = pl.Schema({"campaign_id": pl.String, "event_id": pl.String})
 
-def _now() -> dt.datetime: return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+def _now() -> dt.datetime: return now().replace(tzinfo=None, microsecond=0)   # the tables store naive UTC
 
 def init_state(
     arms: pl.DataFrame,   # campaign_id, segment, variant_id
@@ -330,7 +331,7 @@ def assign(
 
 # %% ../../nbs/30_bandit.ipynb #f7f0fd42
 _EVENT_COLS = ("event_id", "campaign_id", "segment", "variant_id", "event_type", "revenue", "customer_id", "wave")
-_KEYS = ["campaign_id", "segment", "variant_id"]
+ARM_KEYS = ["campaign_id", "segment", "variant_id"]
 
 def _check_events(events: pl.DataFrame) -> pl.DataFrame:
     "Types and values of a feedback batch; every problem is a ValueError naming the column."
@@ -375,12 +376,12 @@ def update(
     if discount is not None and not 0 < discount <= 1: raise ValueError(f"update: discount must be in (0, 1], got {discount}")
     ev = _new_events(_check_events(events), state.seen)
     # lazy: polars' query engine runs these group-bys about three times faster than the eager API here
-    sends = ev.lazy().group_by(_KEYS).agg(new_n=(pl.col("event_type") == "send").sum().cast(pl.Int64)).collect()
+    sends = ev.lazy().group_by(ARM_KEYS).agg(new_n=(pl.col("event_type") == "send").sum().cast(pl.Int64)).collect()
     if reward == "revenue":
-        per_send = ev.lazy().filter(event_type="conversion").group_by(*_KEYS, "wave", "customer_id").agg(r=pl.col("revenue").sum())
-        succ = per_send.group_by(_KEYS).agg(new_s=(pl.col("r") > 0).sum(), new_r=pl.col("r").sum(), new_rr=(pl.col("r") ** 2).sum()).collect()
+        per_send = ev.lazy().filter(event_type="conversion").group_by(*ARM_KEYS, "wave", "customer_id").agg(r=pl.col("revenue").sum())
+        succ = per_send.group_by(ARM_KEYS).agg(new_s=(pl.col("r") > 0).sum(), new_r=pl.col("r").sum(), new_rr=(pl.col("r") ** 2).sum()).collect()
     else:  # a send succeeds once, however many reward events it has
-        succ = (ev.lazy().filter(event_type=reward).unique([*_KEYS, "wave", "customer_id"]).group_by(_KEYS)
+        succ = (ev.lazy().filter(event_type=reward).unique([*ARM_KEYS, "wave", "customer_id"]).group_by(ARM_KEYS)
                 .agg(new_s=pl.len(), new_r=pl.col("revenue").sum(), new_rr=pl.lit(0.0)).collect())
     return fold(state, ev.select("campaign_id", "event_id"), sends, succ, discount=discount, prior=prior, at=at)
 
@@ -395,13 +396,13 @@ def fold(
     at: dt.datetime | None = None,
 ) -> BanditState:
     "The next state version from a batch's per-arm sums (shared by the polars and Spark engines)."
-    unknown = sends.select(_KEYS).join(state.table.select(_KEYS), on=_KEYS, how="anti")
+    unknown = sends.select(ARM_KEYS).join(state.table.select(ARM_KEYS), on=ARM_KEYS, how="anti")
     if unknown.height:
         r = unknown.row(0, named=True)
         raise ValueError(f"events: {unknown.height} (campaign_id, segment, variant_id) combination(s) are not arms of the state "
                          f"(first: {r['campaign_id']}, {r['segment']}, {r['variant_id']})")
     g = 1.0 if discount is None else discount
-    table = (state.table.join(sends, on=_KEYS, how="left").join(succ, on=_KEYS, how="left")
+    table = (state.table.join(sends, on=ARM_KEYS, how="left").join(succ, on=ARM_KEYS, how="left")
              .with_columns(pl.col("new_n", "new_s").fill_null(0).cast(pl.Int64), pl.col("new_r", "new_rr").fill_null(0.0))
              .with_columns(
                  alpha=prior[0] + g * (pl.col("alpha") - prior[0]) + pl.col("new_s"),
@@ -426,21 +427,6 @@ def summarize(
     return (t.select(*keys, "n", "successes").with_columns(mean=a / (a + b), ci_low=special.betaincinv(a, b, 0.025),
                                                             ci_high=special.betaincinv(a, b, 0.975))
             .join(best, on=keys).join(nxt, on=keys))
-
-# %% ../../nbs/30_bandit.ipynb #6b391b74
-def resolve_audiences(
-    audiences: pl.DataFrame,      # campaign_id, customer_id, segment: every campaign's eligible customers
-    priorities: dict[str, int],   # campaign_id -> priority (lower wins)
-) -> tuple[pl.DataFrame, pl.DataFrame]:  # the resolved audiences; conflicts: campaign_id, lost_to, n_customers
-    "Give each customer to one campaign per wave, by priority; report the conflicts."
-    missing = set(audiences["campaign_id"].unique()) - set(priorities)
-    if missing: raise ValueError(f"resolve_audiences: no priority for campaign(s) {sorted(missing)}")
-    ranked = audiences.with_columns(priority=pl.col("campaign_id").replace_strict(priorities, return_dtype=pl.Int64))
-    winner = ranked.sort("priority", "campaign_id").unique("customer_id", keep="first").select("customer_id", won=pl.col("campaign_id"))
-    marked = ranked.join(winner, on="customer_id")
-    conflicts = (marked.filter(pl.col("campaign_id") != pl.col("won")).group_by("campaign_id", "won").len()
-                 .rename({"won": "lost_to", "len": "n_customers"}).sort("campaign_id", "lost_to"))
-    return marked.filter(pl.col("campaign_id") == pl.col("won")).select(audiences.columns), conflicts
 
 # %% ../../nbs/30_bandit.ipynb #5b9c3987
 _POLICIES = {"thompson_beta": ThompsonBeta, "thompson_gaussian": ThompsonGaussian, "ucb1": UCB1,

@@ -15,15 +15,20 @@ from typing import NamedTuple
 
 import polars as pl
 
+from .records import now
+
 # %% auto #0
-__all__ = ['DAYPARTS', 'EVENT_TYPES', 'ARMS', 'SEGMENT_FEATURES', 'TABLES', 'TableSpec', 'table_spec', 'SchemaError',
-           'check_schema', 'TableVersion', 'fingerprint_file', 'table_versions', 'write_table', 'table_version',
-           'read_table', 'catalog']
+__all__ = ['DAYPARTS', 'EVENT_TYPES', 'ARMS', 'TONALITIES', 'OFFER_TYPES', 'SEGMENT_FEATURES', 'TABLES', 'TableSpec',
+           'table_spec', 'SchemaError', 'check_schema', 'TableVersion', 'fingerprint_file', 'table_versions',
+           'write_table', 'table_version', 'read_table', 'catalog']
 
 # %% ../../nbs/01_lake.ipynb #41f04652
 DAYPARTS = ("breakfast", "lunch", "afternoon", "dinner", "late")
 EVENT_TYPES = ("send", "open", "click", "conversion")
 ARMS = ("treatment", "holdout")
+# the email vocabulary campaign specs choose from (a real chain's CRM templates use the same words)
+TONALITIES = ("friendly", "urgent", "playful", "premium", "informative")
+OFFER_TYPES = ("none", "percent_off", "amount_off", "free_item", "bogo", "loyalty_points")
 
 SEGMENT_FEATURES = ("recency_days", "frequency", "monetary", "avg_ticket", "mean_gap_days", "tenure_days", "offer_share",
                     "weekend_share", *(f"{d}_share" for d in DAYPARTS))
@@ -197,7 +202,7 @@ def write_table(
         version = existing[-1].version + 1 if existing else 1
         while not _atomic_create(tmp, folder / f"{_vname(version)}.parquet"): version += 1
         rec = TableVersion(name, version, folder / f"{_vname(version)}.parquet", df.height, fp,
-                           dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), run_id)
+                           now().isoformat(timespec="seconds"), run_id)
         meta = {k: v for k, v in rec.to_json().items() if k not in ("path", "reused")}
         meta["schema"] = {c: str(t) for c, t in spec.schema.items()}
         tmp_meta = folder / f".tmp-{uuid.uuid4().hex}.json"

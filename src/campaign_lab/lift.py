@@ -5,6 +5,7 @@
 # %% ../../nbs/40_lift.ipynb #e46ebf6c
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Literal
 
@@ -12,9 +13,11 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from .records import Metrics
+
 # %% auto #0
 __all__ = ['Correction', 'PROJECTION_ASSUMPTIONS', 'adjust_pvalues', 'compare', 'srm', 'bayesian', 'variant_effects', 'project',
-           'sample_size', 'mde', 'binary_sd', 'suggest_holdout']
+           'sample_size', 'mde', 'binary_sd', 'suggest_holdout', 'LiftMetrics']
 
 # %% ../../nbs/40_lift.ipynb #10e4c4ce
 Correction = Literal["holm", "bh", "bonferroni", "none"]
@@ -250,3 +253,20 @@ def suggest_holdout(n: int, mde_target: float, sd: float, *, alpha: float = 0.05
     for h in np.arange(0.005, 0.5001, 0.005):
         if mde(n, sd, holdout=float(h), alpha=alpha, power=power, tests=tests) <= mde_target: return round(float(h), 3)
     return None
+
+# %% ../../nbs/40_lift.ipynb #b51a74a6
+@dataclasses.dataclass(frozen=True)
+class LiftMetrics(Metrics):
+    "Headline metrics of a lift run."
+    HEADLINE = ("campaign_id", "wave", "visits_rel_lift", "spend_rel_lift", "true_spend_rel_lift")
+    campaign_id: str
+    wave: int
+    visits_rel_lift: float
+    spend_rel_lift: float
+    visits_rel_ci: list          # [low, high], 95% unless the run's alpha says otherwise
+    spend_rel_ci: list
+    srm_p_value: float           # sample-ratio check of treatment against holdout
+    srm_flagged: bool
+    true_spend_rel_lift: float | None = None    # the synthetic chain's truth, when it offers it
+    true_visits_rel_lift: float | None = None
+    truth_inside_interval: bool | None = None

@@ -15,10 +15,11 @@ import numpy as np
 import polars as pl
 
 from .lake import DAYPARTS, SEGMENT_FEATURES
+from .records import Metrics
 
 # %% auto #0
 __all__ = ['FEATURES', 'features', 'Segmenter', 'transform', 'match_labels', 'fit_segmenter', 'assign_segments', 'profile',
-           'name_profiles', 'quality']
+           'name_profiles', 'quality', 'SegmentApplyMetrics']
 
 # %% ../../nbs/10_segments.ipynb #18be007e
 FEATURES = SEGMENT_FEATURES   # declared with the lake's segment_profiles table
@@ -231,3 +232,17 @@ def quality(
     out["bootstrap_stability"] = float(np.mean(aris))
     if truth is not None: out["ari_vs_truth"] = float(adjusted_rand_score(truth.to_numpy(), segment.to_numpy()))
     return out
+
+# %% ../../nbs/10_segments.ipynb #336dbd72
+@dataclasses.dataclass(frozen=True)
+class SegmentApplyMetrics(Metrics):
+    "Headline metrics of a segment_apply run."
+    HEADLINE = ("segmenter_version", "n_customers")
+    segmenter_version: str
+    n_customers: int
+    segment_shares: dict              # segment (as text) -> share of the customers
+    as_of: str = ""
+    source: str = ""                  # champion or the segment_fit run applied
+    segmenter_run: str = ""
+    engine: str = "polars"
+    changed_since_last_apply: float | None = None   # share of customers whose segment changed under the same segmenter

@@ -39,6 +39,8 @@ class Settings:
     segment_drift_max: float = 0.05     # largest change of any segment's share between two segment_apply runs
     reward_collapse_ratio: float = 0.5  # a wave's reward rate below this ratio of the campaign's earlier waves' median
     slow_run_factor: float = 3.0        # a run taking this many times the median of its pipeline's earlier runs
+    # execution (optional keys)
+    warm_kernels: int = 2               # kernels a cycle starts ahead, importing while the step before runs; 0 starts each when needed
     # engines (optional keys): where the heavy steps run (see campaign_lab.spark)
     engine: str = "polars"              # polars (in process) or spark; a pipeline's `engine` parameter wins
     spark_master: str = "local[2]"      # Spark master URL: local[N], spark://host:7077, yarn, k8s://...
@@ -57,6 +59,8 @@ class Settings:
         if not 0 <= self.holdout_share < 1:
             msg = f"settings: key 'holdout_share' must be in [0, 1), got {self.holdout_share}"
             raise ValueError(msg)
+        if self.warm_kernels < 0:
+            raise ValueError(f"settings: key 'warm_kernels' must be 0 or more, got {self.warm_kernels}")
         for key in ("n_customers", "cell_timeout"):
             if getattr(self, key) <= 0:
                 msg = f"settings: key '{key}' must be positive, got {getattr(self, key)}"
@@ -124,7 +128,7 @@ def _parse(key: str, raw: str, where: str, root: Path):
         raise ValueError(msg) from None
     raise TypeError(f"settings: no parser for {kind}")
 
-_NOT_SETTINGS = (ENV_PREFIX + "ROOT", ENV_PREFIX + "USER")   # the project root; who promotes models (see runs.promote)
+_NOT_SETTINGS = (ENV_PREFIX + "ROOT", ENV_PREFIX + "USER")   # the project root; who promotes models (see registry.promote)
 
 _KIND_NAMES = {"Path": "a path", "int": "an integer", "float": "a number",
                "dt.date": "a date (YYYY-MM-DD)", "str": "a non-empty string"}

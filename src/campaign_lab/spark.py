@@ -18,33 +18,20 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .bandit import BanditState, allocation, assign, fold, _KEYS
-from .contracts import (ContractResult, Failure, _context, _failure_from_gx, _keys, _gx, load_suite, reference_rules,
+from .bandit import BanditState, allocation, assign, fold, ARM_KEYS
+from .contracts import (ContractResult, Failure, gx_context, failure_from_gx, table_keys, gx_module, load_suite, reference_rules,
                                     rule_text, MASK)
 from .lake import DAYPARTS, TABLES, SchemaError, TableVersion, check_schema, table_version, table_versions
+from .records import now
 from .segments import FEATURES, Segmenter, assign_segments, name_profiles
 from .settings import Settings, load_settings
+from .waves import Audience, EngineError, resolve_engine, taken_this_wave
 
 # %% auto #0
-__all__ = ['ENGINES', 'EngineError', 'resolve_engine', 'spark_conf', 'spark_session', 'to_spark', 'to_polars', 'lake_uri',
-           'read_lake', 'spark_read', 'features_spark', 'assign_segments_spark', 'profile_spark', 'assign_spark',
-           'update_spark', 'validate_spark']
+__all__ = ['spark_conf', 'spark_session', 'to_spark', 'to_polars', 'lake_uri', 'read_lake', 'spark_read', 'features_spark',
+           'assign_segments_spark', 'profile_spark', 'assign_spark', 'update_spark', 'validate_spark', 'SparkEngine']
 
 # %% ../../nbs/60_spark.ipynb #b2441bcb
-ENGINES = ("polars", "spark")
-
-class EngineError(RuntimeError):
-    "The requested engine cannot run here; the message says how to fix it."
-
-def resolve_engine(
-    name: str,             # a pipeline's `engine` parameter; "" means the `engine` setting
-    settings: Settings,
-) -> str:
-    "The engine a run uses: the parameter if given, else the setting; an unknown name is an error."
-    engine = name or settings.engine
-    if engine not in ENGINES: raise EngineError(f"unknown engine '{engine}' (engines: {', '.join(ENGINES)})")
-    return engine
-
 def spark_conf(settings: Settings) -> dict[str, str]:
     "The `spark_conf` setting (`key=value, key=value`) as a dict."
     out = {}
@@ -129,13 +116,13 @@ def spark_read(
     "Read a lake table with Spark inside a run: recorded as an input, checked against its contract."
     from campaign_lab.contracts import ContractError, referenced_tables
     sdf, v = read_lake(spark, ctx.settings, table)
-    ctx.inputs.append(v.to_json()); ctx._save()
+    ctx.record_input(v)
     if validate:
         refs = {t: read_lake(spark, ctx.settings, t)[0] for t in referenced_tables(table, ctx.settings.contracts_dir)
                 if table_versions(ctx.settings.lake_dir, t)}
         res = validate_spark(table, sdf, ctx.settings.contracts_dir, ctx.contract_parameters, references=refs,
                              source=f"lake {table} v{v.version} (spark)")
-        ctx.contracts.append(res.to_json()); ctx._save()
+        ctx.record_contract(res)
         if not res.success: raise ContractError([res])
     return sdf
 
@@ -233,7 +220,7 @@ def assign_spark(
     if dup: raise ValueError(f"audience: customer_id {dup[0]['customer_id']} appears more than once")
     small = BanditState(state.table.filter(campaign_id=campaign_id), state.seen.clear())
     alloc = allocation(small, policy)
-    at = (at or dt.datetime.now(dt.timezone.utc)).replace(tzinfo=None, microsecond=0)
+    at = (at or now()).replace(tzinfo=None, microsecond=0)
     def run(batches):
         for b in batches:
             if b.num_rows == 0: continue
@@ -281,13 +268,13 @@ def update_spark(
         seen = to_spark(events.sparkSession, state.seen.select("event_id"))
         ev = ev.join(seen, "event_id", "left_anti")
     ev = ev.cache()
-    sends = to_polars(ev.groupBy(*_KEYS).agg(F.sum((F.col("event_type") == "send").cast("long")).alias("new_n")))
+    sends = to_polars(ev.groupBy(*ARM_KEYS).agg(F.sum((F.col("event_type") == "send").cast("long")).alias("new_n")))
     if reward == "revenue":
-        per_send = ev.where(F.col("event_type") == "conversion").groupBy(*_KEYS, "wave", "customer_id").agg(F.sum("revenue").alias("r"))
-        succ = per_send.groupBy(*_KEYS).agg(F.sum((F.col("r") > 0).cast("long")).alias("new_s"), F.sum("r").alias("new_r"),
+        per_send = ev.where(F.col("event_type") == "conversion").groupBy(*ARM_KEYS, "wave", "customer_id").agg(F.sum("revenue").alias("r"))
+        succ = per_send.groupBy(*ARM_KEYS).agg(F.sum((F.col("r") > 0).cast("long")).alias("new_s"), F.sum("r").alias("new_r"),
                                             F.sum(F.col("r") * F.col("r")).alias("new_rr"))
     else:
-        succ = (ev.where(F.col("event_type") == reward).dropDuplicates([*_KEYS, "wave", "customer_id"]).groupBy(*_KEYS)
+        succ = (ev.where(F.col("event_type") == reward).dropDuplicates([*ARM_KEYS, "wave", "customer_id"]).groupBy(*ARM_KEYS)
                 .agg(F.count(F.lit(1)).cast("long").alias("new_s"), F.sum("revenue").alias("new_r"), F.lit(0.0).alias("new_rr")))
     succ = to_polars(succ)
     new_ids = to_polars(ev.select("campaign_id", "event_id"))
@@ -323,7 +310,7 @@ def _spark_references(table, sdf, suite, references, personal):
         missing = probe.join(keys, cols, "left_anti")
         n = missing.count()
         if n:
-            key_cols = [k for k in _keys(table) if k in sdf.columns]
+            key_cols = [k for k in table_keys(table) if k in sdf.columns]
             rows = missing.orderBy(*key_cols).limit(5).collect() if key_cols else missing.limit(5).collect()
             values = [MASK if cols[0] in personal else r[cols[0]] for r in rows]
             key_rows = [{k: (MASK if k in personal else r[k]) for k in key_cols} for r in rows]
@@ -353,7 +340,7 @@ def validate_spark(
         f = Failure(table, "", str(e).split(": ", 1)[1] if ": " in str(e) else str(e), "schema", None, [], [])
         return ContractResult(table, False, n_rows, n_rules, [f], time.perf_counter() - t0, source)
     sdf = sdf.select(*TABLES[table].schema)
-    ctx = _context()
+    ctx = gx_context()
     try: ds = ctx.data_sources.get("campaign_lab_spark")
     except (KeyError, ValueError, LookupError): ds = ctx.data_sources.add_spark("campaign_lab_spark")
     try: asset = ds.get_asset(table)
@@ -362,7 +349,7 @@ def validate_spark(
     except (KeyError, LookupError): bd = asset.add_batch_definition_whole_dataframe("whole")
     result = bd.get_batch(batch_parameters={"dataframe": sdf}).validate(
         suite, expectation_parameters=parameters,
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5, "unexpected_index_column_names": _keys(table)})
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5, "unexpected_index_column_names": table_keys(table)})
     index = {(e.expectation_type, rule_text(e.configuration)): i for i, e in enumerate(suite.expectations)}
     failures = []
     for r in result.results:
@@ -371,11 +358,49 @@ def validate_spark(
         res = r.result or {}
         aggregate = "observed_value" in res and res.get("unexpected_count") is None
         cols = [c for c in dict.fromkeys([*(r.expectation_config.kwargs.get(k) for k in ("column", "column_A", "column_B")),
-                                           *(r.expectation_config.kwargs.get("column_list") or []), *_keys(table)]) if c]
+                                           *(r.expectation_config.kwargs.get("column_list") or []), *table_keys(table)]) if c]
         small = to_polars(sdf.select(*cols), None).cast({c: TABLES[table].schema[c] for c in cols}) if aggregate else None
-        failures.append(_failure_from_gx(table, i, r, small, parameters, personal))
+        failures.append(failure_from_gx(table, i, r, small, parameters, personal))
     failures.sort(key=lambda f: -1 if f.index is None else f.index)
     ref_failures, skipped = _spark_references(table, sdf, suite, references, personal)
     failures += ref_failures
     if skipped: source = f"{source}; references not checked (table not supplied): {'; '.join(skipped)}"
     return ContractResult(table, not failures, n_rows, n_rules, failures, time.perf_counter() - t0, source)
+
+# %% ../../nbs/60_spark.ipynb #3c592ea4
+class SparkEngine:
+    "The wave's heavy steps on Spark, with the same answers as `waves.PolarsEngine`."
+    name = "spark"
+    def __init__(self, settings: Settings):
+        self.settings, self.spark = settings, spark_session(settings)
+
+    def audience(self, reader, arms, assignments, *, campaign_id, wave) -> Audience:
+        from pyspark.sql import functions as F
+        segments, customers = spark_read(reader, self.spark, "segments"), spark_read(reader, self.spark, "customers")
+        version = segments.orderBy(F.desc("assigned_at")).select("segmenter_version").first()[0]
+        eligible = (customers.where(F.col("email_opt_in")).select("customer_id")
+                    .join(segments.where(F.col("segmenter_version") == version).select("customer_id", "segment"), "customer_id")
+                    .where(F.col("segment").isin(arms["segment"].unique().to_list())))
+        taken = taken_this_wave(assignments, campaign_id=campaign_id, wave=wave)
+        conflicts = pl.DataFrame(schema={"lost_to": pl.String, "n_customers": pl.Int64})
+        if taken.height:
+            taken_s = to_spark(self.spark, taken)
+            conflicts = to_polars(eligible.join(taken_s, "customer_id").groupBy("lost_to").count()).select(
+                "lost_to", n_customers=pl.col("count").cast(pl.Int64)).sort("lost_to")
+            eligible = eligible.join(taken_s.select("customer_id"), "customer_id", "left_anti")
+        return Audience(eligible, eligible.count(), int(conflicts["n_customers"].sum()), conflicts, version)
+
+    def assign(self, state, audience, *, policy, holdout, seed, wave, campaign_id) -> pl.DataFrame:
+        out = assign_spark(state, audience.customers, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id)
+        return to_polars(out, "assignments").sort("customer_id")
+
+    def check(self, reader, table, df, *, references, source) -> ContractResult:
+        res = validate_spark(table, to_spark(self.spark, df), self.settings.contracts_dir, reader.contract_parameters,
+                             references=references, source=f"{source} (spark)")
+        reader.record_contract(res)
+        return res
+
+    def update(self, state, events, *, reward, discount) -> BanditState:
+        return update_spark(state, to_spark(self.spark, events), reward=reward, discount=discount)
+
+    def __repr__(self): return f"SparkEngine(master={self.settings.spark_master!r})"

@@ -15,8 +15,7 @@ from typing import Any, NamedTuple
 import polars as pl
 import yaml
 
-from .lake import TABLES
-from .synth import OFFER_TYPES, TONALITIES
+from .lake import OFFER_TYPES, TABLES, TONALITIES
 
 # %% auto #0
 __all__ = ['FACTORS', 'VALUED_OFFERS', 'PLACEHOLDERS', 'SpecError', 'CampaignSpec', 'parse_spec', 'load_spec', 'offer_words',
