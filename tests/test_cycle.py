@@ -188,7 +188,10 @@ def test_killed_in_the_middle_resumes_to_the_same_final_state(cycled, tmp_path):
         target = next((p for p in found if "wave: 1" in (p / "params.yaml").read_text()), None)
         time.sleep(0.2)
     assert target is not None, "the cycle never reached the feedback of wave 1"
-    time.sleep(4.0)                                                     # inside the step: kernel up, reading the lake
+    # inside the step: its kernel is up and has read the lake (the run context records each read in _run_io.json);
+    # a warm kernel makes a small step take well under a second, so the kill follows the first read at once
+    until = time.monotonic() + 120
+    while not (target / "_run_io.json").exists() and time.monotonic() < until: time.sleep(0.01)
     _kill_tree(proc)
     killed = json.loads((target / "manifest.json").read_text())
     assert killed["status"] == "running"                                # it never recorded an outcome ...
