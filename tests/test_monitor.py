@@ -1,6 +1,5 @@
 "The monitor reads the project's settings it is given, never the working directory's, and the pipelines' typed metrics."
 import json
-import os
 
 from campaign_lab.monitor import current_alerts, evaluate_alerts
 from campaign_lab.settings import load_settings

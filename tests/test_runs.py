@@ -170,3 +170,9 @@ def test_runs_with_warm_kernels_match_cold_runs_and_survive_a_dead_kernel(projec
     assert same(first.manifest["metrics"]) == same(second.manifest["metrics"]) and second.manifest["metrics"]["added"] == 0
     assert 0.05 < first.manifest["kernel_peak_gb"] < 4
     assert pool.waiting == []
+
+
+def test_open_run_without_a_project_root_says_how_to_pass_one(monkeypatch):
+    from campaign_lab.context import open_run
+    monkeypatch.delenv("CAMPAIGN_LAB_ROOT", raising=False)
+    with pytest.raises(PipelineError, match="project_root is empty; pass it as a parameter"): open_run("", "", "wave")

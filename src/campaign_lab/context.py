@@ -16,6 +16,7 @@ import polars as pl
 from .bandit import Policy, make_policy
 from .contracts import (ContractError, ContractResult, default_parameters, read_table_file, referenced_tables,
                                     split_offending, validate)
+from .pipelines import PipelineError
 from .lake import TableVersion, fingerprint_file, read_table, table_version, table_versions, write_table
 from .records import Metrics, write_json_atomic
 from .registry import ARTEFACTS, POLICY_ALIASES, resolve_alias

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,7 +14,7 @@ from .lake import table_versions
 from .monitor import evaluate_alerts
 from .execute import KernelPool, RunResult, execute
 from .pipelines import notebook_parameters, pipeline_path
-from .records import RunRecord, list_runs, load_manifest, new_run_id, now, write_json_atomic
+from .records import RunRecord, list_runs, new_run_id, now, write_json_atomic
 from .registry import alias_entry, promote
 from .reports import build_index, html_page, write_html
 from .settings import load_settings

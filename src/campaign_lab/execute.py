@@ -11,7 +11,6 @@ import os
 import platform
 import queue
 import subprocess
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 
 from .lake import fingerprint_file
 from .pipelines import PipelineError, check_params, notebook_parameters, pipeline_path
-from .records import RunRecord, list_runs, new_run_id, now, write_json_atomic
+from .records import RunRecord, new_run_id, now, write_json_atomic
 from .reports import build_index, render_report
 from .settings import Settings, load_settings
 
@@ -82,7 +81,7 @@ class KernelPeak:
         threading.Thread(target=loop, daemon=True).start()
         return self
     def __exit__(self, *exc):
-        if self._stop is not None: self._stop.set()
+        if self._stop is not None: self._stop.set(); self.sample()   # a last reading: the kernel is still up here
     @property
     def gb(self) -> float | None:
         "The largest child's peak resident memory in GB (None when nothing was seen)."

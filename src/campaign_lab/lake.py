@@ -5,7 +5,6 @@
 # %% ../../nbs/01_lake.ipynb #5ebb0b23
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os

@@ -12,7 +12,7 @@ import os
 import platform
 import uuid
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 # %% auto #0
 __all__ = ['STATUSES', 'now', 'new_run_id', 'write_json_atomic', 'Metrics', 'RunRecord', 'read_record', 'list_runs',

@@ -25,7 +25,7 @@ from .lake import DAYPARTS, TABLES, SchemaError, TableVersion, check_schema, tab
 from .records import now
 from .segments import FEATURES, Segmenter, assign_segments, name_profiles
 from .settings import Settings, load_settings
-from .waves import Audience, EngineError, resolve_engine, taken_this_wave
+from .waves import Audience, EngineError, taken_this_wave
 
 # %% auto #0
 __all__ = ['spark_conf', 'spark_session', 'to_spark', 'to_polars', 'lake_uri', 'read_lake', 'spark_read', 'features_spark',

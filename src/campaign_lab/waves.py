@@ -16,7 +16,6 @@ import polars as pl
 
 from .bandit import BanditState, Policy, assign, make_policy, state_for_campaign, update
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
-from .lake import TABLES
 from .records import Metrics
 from .settings import Settings
 
