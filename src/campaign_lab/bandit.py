@@ -46,6 +46,7 @@ class ThompsonBeta:
         _check_common(self)
         _check(self.prior_alpha > 0 and self.prior_beta > 0, self.name, "prior_alpha/prior_beta", "must be positive")
 
+# %% ../../nbs/30_bandit.ipynb #5cbaaf2c
 @dataclasses.dataclass(frozen=True)
 class ThompsonGaussian:
     "Thompson sampling on revenue per send with a Gaussian posterior on the mean (known-variance approximation)."
@@ -58,6 +59,7 @@ class ThompsonGaussian:
         _check_common(self, rewards=("revenue",))
         _check(self.prior_n > 0, self.name, "prior_n", "must be positive")
 
+# %% ../../nbs/30_bandit.ipynb #8ead81b1
 @dataclasses.dataclass(frozen=True)
 class UCB1:
     "Upper confidence bound: all of the wave to the variant with the highest mean + sqrt(c ln N / n)."
@@ -69,6 +71,7 @@ class UCB1:
         _check_common(self)
         _check(self.c >= 0, self.name, "c", "must be non-negative")
 
+# %% ../../nbs/30_bandit.ipynb #b5d2ab5e
 @dataclasses.dataclass(frozen=True)
 class EpsilonGreedy:
     "The best-looking variant gets 1 - epsilon of the wave; epsilon is spread evenly."
@@ -80,6 +83,7 @@ class EpsilonGreedy:
         _check_common(self)
         _check(0 <= self.epsilon <= 1, self.name, "epsilon", f"must be in [0, 1], got {self.epsilon}")
 
+# %% ../../nbs/30_bandit.ipynb #a23778ff
 @dataclasses.dataclass(frozen=True)
 class Uniform:
     "Every variant gets an equal share: the A/B(/n) baseline."

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -17,13 +17,13 @@ from .bandit import Policy, make_policy
 from .contracts import (ContractError, ContractResult, default_parameters, read_table_file, referenced_tables,
                                     split_offending, validate)
 from .pipelines import PipelineError
-from .lake import TableVersion, fingerprint_file, read_table, table_version, table_versions, write_table
+from .lake import TABLES, TableVersion, fingerprint_file, read_table, table_version, table_versions, write_table
 from .records import Metrics, write_json_atomic
 from .registry import ARTEFACTS, POLICY_ALIASES, resolve_alias
 from .settings import Settings, load_settings
 
 # %% auto #0
-__all__ = ['RunContext', 'open_run']
+__all__ = ['RunContext', 'open_run', 'ValidateMetrics', 'LakeCheck', 'check_lake']
 
 # %% ../../nbs/53_context.ipynb #d0625e5a
 class RunContext:
@@ -123,8 +123,8 @@ class RunContext:
         self._save()
 
     def log(self, metrics: Metrics) -> None:
-        "Record a pipeline's typed headline metrics (the index shows its `HEADLINE` fields)."
-        fields = metrics.to_json()
+        "Record a pipeline's typed headline metrics (the index shows its `HEADLINE` fields; fields that are None are left out)."
+        fields = {k: v for k, v in metrics.to_json().items() if v is not None}
         self.log_metrics(**{k: v for k, v in fields.items() if k in metrics.HEADLINE}, headline=True)
         self.log_metrics(**{k: v for k, v in fields.items() if k not in metrics.HEADLINE})
 
@@ -175,3 +175,54 @@ def open_run(
                "(papermill ... -p project_root /path/to/project) or set CAMPAIGN_LAB_ROOT")
         raise PipelineError(msg)
     return RunContext(load_settings(root), Path(run_dir) if run_dir else None, pipeline, contract_parameters)
+
+# %% ../../nbs/53_context.ipynb #91df5a4b
+@dataclasses.dataclass(frozen=True)
+class ValidateMetrics(Metrics):
+    "Headline metrics of a validate run."
+    HEADLINE = ("tables_checked", "tables_failed", "rules_failed")
+    tables_checked: int
+    tables_failed: int
+    rules_failed: int
+    missing: list = dataclasses.field(default_factory=list)   # tables asked for that the lake does not have yet
+
+# %% ../../nbs/53_context.ipynb #0dea8002
+class LakeCheck(NamedTuple):
+    "The outcome of checking lake tables against their contracts."
+    results: list[ContractResult]
+    versions: dict[str, int]      # table -> the version checked
+    missing: list[str]            # asked for, not in the lake yet
+    @property
+    def failed(self) -> list[ContractResult]: return [r for r in self.results if not r.success]
+    def metrics(self) -> ValidateMetrics:
+        return ValidateMetrics(len(self.results), len(self.failed), sum(len(r.failures) for r in self.results), self.missing)
+    def summary(self) -> pl.DataFrame:
+        "One row per table checked: version, rows, rules, failed rules, outcome, seconds."
+        return pl.DataFrame([{"table": r.table, "version": self.versions[r.table], "rows": r.n_rows, "rules": r.n_rules,
+                              "failed rules": len(r.failures), "outcome": "passed" if r.success else "FAILED",
+                              "seconds": round(r.seconds, 2)} for r in self.results],
+                            schema={"table": pl.String, "version": pl.Int64, "rows": pl.Int64, "rules": pl.Int64,
+                                    "failed rules": pl.Int64, "outcome": pl.String, "seconds": pl.Float64})
+    def broken_rules(self) -> pl.DataFrame:
+        "One row per broken rule: table, column, rule, rows breaking it, examples and where they are."
+        return pl.DataFrame([{"table": f.table, "column": f.column, "rule": f.rule, "rows": f.unexpected_count,
+                              "examples": ", ".join(map(str, f.examples[:3])), "at": "; ".join(map(str, f.example_keys[:2]))}
+                             for r in self.results for f in r.failures],
+                            schema={"table": pl.String, "column": pl.String, "rule": pl.String, "rows": pl.Int64,
+                                    "examples": pl.String, "at": pl.String})
+
+# %% ../../nbs/53_context.ipynb #e3095e56
+def check_lake(
+    ctx: RunContext,
+    tables: str = "",    # comma-separated table names; empty means every table but the quarantines
+) -> LakeCheck:
+    "Check the latest version of each table against its contract, recording every outcome in the run."
+    wanted = [t.strip() for t in tables.split(",") if t.strip()] or [t for t in TABLES if not t.endswith("_quarantine")]
+    unknown = [t for t in wanted if t not in TABLES]
+    if unknown: raise ValueError(f"unknown table(s) {', '.join(unknown)}; tables: {', '.join(TABLES)}")
+    results, versions = [], {}
+    for t in wanted:
+        if not ctx.has(t): continue
+        versions[t] = table_versions(ctx.settings.lake_dir, t)[-1].version
+        results.append(ctx.check(t, ctx.read(t, version=versions[t], validate=False), source=f"lake {t} v{versions[t]}"))
+    return LakeCheck(results, versions, [t for t in wanted if t not in versions])

@@ -37,10 +37,12 @@ def gx_module():
     import great_expectations as gx
     return gx
 
+# %% ../../nbs/04_contracts.ipynb #bfcdd1dc
 def suite_path(contracts_dir: str | Path, table: str) -> Path:
     "Where the contract of `table` lives."
     return Path(contracts_dir) / f"{table}.json"
 
+# %% ../../nbs/04_contracts.ipynb #f1a56736
 def load_suite(
     table: str,                   # lake table name
     contracts_dir: str | Path,    # folder of the suites
@@ -55,6 +57,7 @@ def load_suite(
         msg = f"contract {path} is not a valid great-expectations suite: {e}"
         raise ValueError(msg) from None
 
+# %% ../../nbs/04_contracts.ipynb #5af7f506
 def referenced_tables(
     table: str,                 # lake table name
     contracts_dir: str | Path,  # folder of the suites
@@ -63,6 +66,7 @@ def referenced_tables(
     path = suite_path(contracts_dir, table)
     return [r["table"] for r in json.loads(path.read_text()).get("meta", {}).get("references", [])] if path.exists() else []
 
+# %% ../../nbs/04_contracts.ipynb #69c59d00
 def suite_json(suite) -> str:
     "The canonical text of a suite file: ids dropped, keys sorted, two-space indent, so diffs are reviewable."
     d = suite.to_json_dict()
@@ -104,6 +108,7 @@ class Failure(NamedTuple):
         keys = f" at {', '.join(_fmt_key(k) for k in self.example_keys[:3])}" if self.example_keys else ""
         return f"{self.table}{'.' + self.column if self.column and ',' not in self.column else ''}: {self.rule}{count}{ex}{keys}"
 
+# %% ../../nbs/04_contracts.ipynb #ae475a57
 def _fmt_key(k) -> str:
     return ", ".join(f"{a}={b}" for a, b in k.items()) if isinstance(k, dict) else str(k)
 
@@ -128,6 +133,7 @@ class ContractResult(NamedTuple):
         head = f"**{self.table}**: {'passed' if self.success else 'FAILED'} {self.n_rules} rules on {self.n_rows:,} rows"
         return head + "".join(f"\n- {f.describe()}" for f in self.failures)
 
+# %% ../../nbs/04_contracts.ipynb #e2329d40
 class ContractError(ValueError):
     "A table broke its contract; the message lists every failed rule."
     def __init__(self, results: list[ContractResult]):
@@ -317,6 +323,7 @@ class Rule(NamedTuple):
     @property
     def configuration(self) -> "Rule": return self
 
+# %% ../../nbs/04_contracts.ipynb #c0222a0a
 class Rules(NamedTuple):
     "A suite's rules and meta, read without great-expectations."
     name: str
@@ -326,6 +333,7 @@ class Rules(NamedTuple):
 
     def to_json_dict(self) -> dict: return self.raw
 
+# %% ../../nbs/04_contracts.ipynb #9314d9eb
 def load_rules(
     table: str,                   # lake table name
     contracts_dir: str | Path,    # folder of the suites
@@ -425,6 +433,7 @@ def failure_from_gx(table, i, r, df, params, personal) -> Failure:
     values = _mask_personal([v.item() if hasattr(v, "item") else v for v in values], column, personal)
     return Failure(table, column, rule, config.type, res.get("unexpected_count"), values[:5], idx[:5], i)
 
+# %% ../../nbs/04_contracts.ipynb #8dc41101
 def reference_rules(suite) -> list[tuple[str, list[str], list[str], str]]:
     "A suite's references as (referenced table, columns, referenced columns, rule text); shared by both engines."
     out = []
@@ -433,6 +442,7 @@ def reference_rules(suite) -> list[tuple[str, list[str], list[str], str]]:
         out.append((ref["table"], cols, ref_cols, ref.get("rule") or f"{', '.join(cols)} must exist in {ref['table']}.{', '.join(ref_cols)}"))
     return out
 
+# %% ../../nbs/04_contracts.ipynb #f22d0f37
 def _check_references(table, df, suite, references, personal):
     failures, skipped = [], []
     for ref_table, cols, ref_cols, rule in reference_rules(suite):
@@ -543,6 +553,7 @@ def validate(
     if skipped: source = f"{source}; references not checked (table not supplied): {'; '.join(skipped)}"
     return ContractResult(table, not failures, df.height, n_rules, failures, time.perf_counter() - t0, source)
 
+# %% ../../nbs/04_contracts.ipynb #6682e695
 def gate(
     table: str,                      # lake table name
     df: pl.DataFrame,                # the rows to check

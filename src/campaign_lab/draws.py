@@ -29,6 +29,7 @@ def stream_key(*parts) -> int:
     text = "\x1f".join(str(p) for p in parts).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
+# %% ../../nbs/02_draws.ipynb #7ad05329
 def keyed_uniforms(
     seed: int,                # the run's seed
     streams: list[int],       # one uniform per customer for each stream (see `stream_key`)
@@ -49,6 +50,7 @@ def keyed_uniforms(
             out.append(u)
     return out
 
+# %% ../../nbs/02_draws.ipynb #24eb7be0
 def keyed_uniform(
     seed: int,                # the run's seed
     stream: int,              # separates independent decisions for the same customer (see `stream_key`)

@@ -40,6 +40,7 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError: pass
     return out
 
+# %% ../../nbs/56_execute.ipynb #bd454dcc
 def git_state(root: Path) -> dict:
     "The project's git commit and whether its work tree has uncommitted changes (None outside git)."
     def git(*args):
@@ -52,6 +53,7 @@ def git_state(root: Path) -> dict:
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 
+# %% ../../nbs/56_execute.ipynb #5f756d81
 class KernelPeak:
     """Watch the pipeline's kernel (`pid`, else every child process) and keep the largest peak resident memory
     (`VmHWM`) seen; read every `every` seconds on a daemon thread. Linux only; elsewhere `gb` stays None."""
@@ -86,8 +88,6 @@ class KernelPeak:
     def gb(self) -> float | None:
         "The largest child's peak resident memory in GB (None when nothing was seen)."
         return round(max(self.peaks.values()) / 1e9, 3) if self.peaks else None
-
-
 
 # %% ../../nbs/56_execute.ipynb #6d793eb3
 # what most pipelines import, done in a kernel before the run that uses it (lift's scipy.stats, 1.3 s, only in lift runs)

@@ -142,6 +142,7 @@ class TableVersion(NamedTuple):
         d["path"] = str(self.path)
         return d
 
+# %% ../../nbs/01_lake.ipynb #48abfe33
 def fingerprint_file(
     path: str | Path,  # any file
 ) -> str:
@@ -151,6 +152,7 @@ def fingerprint_file(
         while block := f.read(8 << 20): h.update(block)
     return "sha256:" + h.hexdigest()
 
+# %% ../../nbs/01_lake.ipynb #5eacd3e7
 def _vname(version: int) -> str: return f"v{version:06d}"
 
 def table_versions(

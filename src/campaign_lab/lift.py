@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -17,7 +18,8 @@ from .records import Metrics
 
 # %% auto #0
 __all__ = ['Correction', 'PROJECTION_ASSUMPTIONS', 'adjust_pvalues', 'compare', 'srm', 'bayesian', 'variant_effects', 'project',
-           'sample_size', 'mde', 'binary_sd', 'suggest_holdout', 'LiftMetrics']
+           'sample_size', 'mde', 'binary_sd', 'suggest_holdout', 'LiftMetrics', 'pick_wave', 'pre_period', 'lift_frame',
+           'LiftAnalysis', 'measure_lift', 'lift_metrics']
 
 # %% ../../nbs/40_lift.ipynb #10e4c4ce
 Correction = Literal["holm", "bh", "bonferroni", "none"]
@@ -270,3 +272,86 @@ class LiftMetrics(Metrics):
     true_spend_rel_lift: float | None = None    # the synthetic chain's truth, when it offers it
     true_visits_rel_lift: float | None = None
     truth_inside_interval: bool | None = None
+
+# %% ../../nbs/40_lift.ipynb #1d78b5d5
+def pick_wave(
+    assignments: pl.DataFrame,    # the assignments table
+    campaign_id: str,
+    wave: int = -1,               # -1: the latest wave
+) -> tuple[int, pl.DataFrame]:    # the wave, and its assignment rows
+    "One wave's assignments of a campaign, with errors that say what exists."
+    a = assignments.filter(campaign_id=campaign_id)
+    if a.is_empty(): raise ValueError(f"campaign '{campaign_id}' has no assignments: run its waves first")
+    w = int(a["wave"].max()) if wave < 0 else wave
+    rows = a.filter(wave=w)
+    if rows.is_empty(): raise ValueError(f"campaign '{campaign_id}' has no wave {w} (waves: {sorted(a['wave'].unique().to_list())})")
+    return w, rows
+
+# %% ../../nbs/40_lift.ipynb #f79a2976
+def pre_period(
+    transactions: pl.DataFrame,
+    *,
+    days: int,                    # the period: this many days up to the last order
+) -> pl.DataFrame:                # customer_id, pre_spend (customers with orders in the period)
+    "Each customer's spend in the last `days` days of the order log: the CUPED covariate."
+    last = transactions["ordered_at"].max()
+    return (transactions.filter(pl.col("ordered_at") > last - dt.timedelta(days=days))
+            .group_by("customer_id").agg(pre_spend=pl.col("amount").sum()))
+
+# %% ../../nbs/40_lift.ipynb #376d301c
+def lift_frame(
+    rows: pl.DataFrame,           # the wave's assignment rows
+    outcomes: pl.DataFrame,       # customer_id, visits, spend over the window
+    pre: pl.DataFrame,            # customer_id, pre_spend (`pre_period`)
+) -> pl.DataFrame:                # customer_id, segment, arm, variant_id, visits, spend, visited, pre_spend
+    "The customer-level frame a lift is computed on; customers without pre-period orders have pre_spend 0."
+    return (rows.select("customer_id", "segment", "arm", "variant_id").join(outcomes.select("customer_id", "visits", "spend"), on="customer_id")
+            .join(pre, on="customer_id", how="left")
+            .with_columns(pl.col("pre_spend").fill_null(0.0), visited=(pl.col("visits") > 0).cast(pl.Float64), arm=pl.col("arm").cast(pl.String)))
+
+# %% ../../nbs/40_lift.ipynb #75b5ba86
+class LiftAnalysis(NamedTuple):
+    "What a lift run reports about one wave."
+    counts: dict                  # customers per arm (treatment, holdout)
+    design: float                 # the designed holdout share
+    health: dict                  # `srm` of the counts against the design
+    small_cells: int              # segment/arm cells with fewer than 30 customers
+    headline: pl.DataFrame        # `compare` rows for visits, spend and visited
+    segments: pl.DataFrame        # spend lift per segment, with `bayesian` columns
+    variants: pl.DataFrame        # `variant_effects` on spend
+    projection: dict              # metric -> `project` of its absolute lift
+    def row(self, metric: str) -> dict: return self.headline.filter(metric=metric).row(0, named=True)
+
+def measure_lift(
+    df: pl.DataFrame,             # `lift_frame`
+    *,
+    design: float,                # the holdout share the wave was assigned with
+    window_days: int,
+    alpha: float = 0.05,
+    correction: Correction = "holm",
+) -> LiftAnalysis:
+    "Health, headline, segments, variants and projection of one wave's lift."
+    counts = {k: df.filter(arm=k).height for k in ("treatment", "holdout")}
+    health = srm(counts, {"treatment": 1 - design, "holdout": design})
+    small = df.group_by("segment", "arm").len().filter(pl.col("len") < 30).height
+    headline = pl.concat([compare(df, m, control="holdout", covariate="pre_spend", alpha=alpha) for m in ("visits", "spend", "visited")])
+    seg = bayesian(compare(df, "spend", by="segment", control="holdout", covariate="pre_spend", alpha=alpha, correction=correction))
+    ve = variant_effects(df.filter(pl.col("variant_id").is_not_null() | (pl.col("arm") == "holdout")), "spend", alpha=alpha, correction=correction)
+    rows = {m: headline.filter(metric=m).row(0, named=True) for m in ("visits", "spend")}
+    proj = {m: project(r["abs_lift"], r["abs_ci_low"], r["abs_ci_high"], population=df.height, window_days=window_days) for m, r in rows.items()}
+    return LiftAnalysis(counts, design, health, small, headline, seg, ve, proj)
+
+# %% ../../nbs/40_lift.ipynb #a57f00c0
+def lift_metrics(
+    a: LiftAnalysis,
+    *,
+    campaign_id: str,
+    wave: int,
+    truth: dict | None = None,    # metric -> true relative lift (visits, spend), when known
+) -> LiftMetrics:
+    "The headline metrics of a lift analysis."
+    v, s = a.row("visits"), a.row("spend")
+    inside = all(a.row(m)["rel_ci_low"] <= truth[m] <= a.row(m)["rel_ci_high"] for m in ("visits", "spend")) if truth else None
+    return LiftMetrics(campaign_id, wave, round(v["rel_lift"], 4), round(s["rel_lift"], 4), [v["rel_ci_low"], v["rel_ci_high"]],
+                       [s["rel_ci_low"], s["rel_ci_high"]], a.health["p_value"], a.health["flagged"],
+                       round(truth["spend"], 4) if truth else None, truth["visits"] if truth else None, inside)

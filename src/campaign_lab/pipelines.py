@@ -22,6 +22,7 @@ __all__ = ['PipelineError', 'Parameter', 'notebook_parameters', 'parse_cli_value
 class PipelineError(ValueError):
     "A pipeline or its parameters are unusable; nothing was executed."
 
+# %% ../../nbs/50_pipelines.ipynb #7ad3090e
 class Parameter(NamedTuple):
     "One declared pipeline parameter."
     name: str
@@ -32,6 +33,7 @@ class Parameter(NamedTuple):
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
+# %% ../../nbs/50_pipelines.ipynb #5ffaccbb
 def _parameters_cell(nb: nbformat.NotebookNode, path: Path):
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:

@@ -23,6 +23,7 @@ def now() -> dt.datetime:
     "The current time, UTC, timezone-aware: the one clock of run records."
     return dt.datetime.now(dt.timezone.utc)
 
+# %% ../../nbs/00_records.ipynb #17e14079
 def new_run_id(
     pipeline: str,                  # pipeline name, or "cycle"
     when: dt.datetime | None = None,  # the start time; now when None
@@ -31,6 +32,7 @@ def new_run_id(
     when = when or now()
     return f"{when:%Y%m%dT%H%M%SZ}_{pipeline}_{uuid.uuid4().hex[:6]}"
 
+# %% ../../nbs/00_records.ipynb #8f268434
 def write_json_atomic(
     path: str | Path,  # the file to (re)place
     obj,               # anything json.dumps takes (other values as str)
@@ -151,6 +153,7 @@ def read_record(path: str | Path) -> RunRecord:
         rec = dataclasses.replace(rec, status="interrupted")
     return rec
 
+# %% ../../nbs/00_records.ipynb #82dadf38
 def list_runs(
     runs_dir: str | Path,  # the runs folder
 ) -> list[RunRecord]:      # newest first
@@ -161,6 +164,7 @@ def list_runs(
         except (OSError, ValueError, TypeError): continue
     return sorted(out, key=lambda r: (r.started_at, r.run_id), reverse=True)
 
+# %% ../../nbs/00_records.ipynb #e1a595cf
 def load_manifest(
     runs_dir: str | Path,  # the runs folder
     run_id: str,           # a run id, or an unambiguous prefix or suffix of one

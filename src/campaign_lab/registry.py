@@ -13,7 +13,8 @@ from .lake import fingerprint_file
 from .records import list_runs, load_manifest, now, write_json_atomic
 
 # %% auto #0
-__all__ = ['POLICY_ALIASES', 'ARTEFACTS', 'REGISTRY_FILE', 'read_registry', 'alias_entry', 'promote', 'resolve_alias', 'lineage']
+__all__ = ['POLICY_ALIASES', 'ARTEFACTS', 'REGISTRY_FILE', 'read_registry', 'alias_entry', 'promote', 'resolve_alias',
+           'model_artefact', 'lineage']
 
 # %% ../../nbs/52_registry.ipynb #b9924855
 POLICY_ALIASES = ("champion", "challenger")   # aliases a wave's `policy` parameter may name
@@ -33,6 +34,7 @@ def read_registry(
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e}); restore it from its history or a backup") from None
     return {"aliases": reg.get("aliases", {}), "history": reg.get("history", [])}
 
+# %% ../../nbs/52_registry.ipynb #f9b8ee93
 def alias_entry(
     runs_dir: str | Path,
     kind: str,             # a key of ARTEFACTS
@@ -41,6 +43,7 @@ def alias_entry(
     "The registry entry an alias of a kind points to, None when nothing is promoted under it."
     return read_registry(runs_dir)["aliases"].get(kind, {}).get(alias)
 
+# %% ../../nbs/52_registry.ipynb #54b5fd8c
 def _who() -> str:
     "Who is promoting: CAMPAIGN_LAB_USER, else the login name."
     import getpass
@@ -73,6 +76,7 @@ def promote(
     write_json_atomic(Path(runs_dir) / REGISTRY_FILE, reg)
     return entry
 
+# %% ../../nbs/52_registry.ipynb #771cd5ff
 def resolve_alias(
     runs_dir: str | Path,
     kind: str,
@@ -87,6 +91,20 @@ def resolve_alias(
     if fingerprint_file(path) != entry["fingerprint"]:
         raise ValueError(f"{path} changed since it was promoted (fingerprint differs); promote it again if intended")
     return path
+
+# %% ../../nbs/52_registry.ipynb #12f9fd08
+def model_artefact(
+    runs_dir: str | Path,
+    kind: str,                  # "segmenter" or "policy"
+    run: str = "",              # a run id (or an unambiguous part of one); empty means the alias
+    alias: str = "champion",
+) -> tuple[Path, str | None]:   # the artefact file, and the alias it was reached by (None for a named run)
+    "The artefact of a named run, or the one an alias points to."
+    if not run: return resolve_alias(runs_dir, kind, alias), alias
+    m = load_manifest(runs_dir, run)
+    path = Path(runs_dir) / m.run_id / ARTEFACTS[kind]
+    if not path.exists(): raise FileNotFoundError(f"run {m.run_id} has no {ARTEFACTS[kind]} (it is a {m.pipeline} run)")
+    return path, None
 
 # %% ../../nbs/52_registry.ipynb #dd524868
 def lineage(

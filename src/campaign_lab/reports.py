@@ -133,6 +133,7 @@ def html_page(
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
             f"<style>{_STYLE}</style>\n</head><body>{body}</body></html>\n")
 
+# %% ../../nbs/55_reports.ipynb #129f4b71
 def write_html(path: str | Path, page: str) -> Path:
     "Write a page atomically: a reader sees the old page or the new one."
     path = Path(path)
@@ -141,6 +142,7 @@ def write_html(path: str | Path, page: str) -> Path:
     os.replace(tmp, path)
     return path
 
+# %% ../../nbs/55_reports.ipynb #ea443be6
 def _index_entry(r: RunRecord, alerts: list[Alert]) -> dict:
     return {"run_id": r.run_id, "pipeline": r.pipeline, "status": r.status, "started_at": r.started_at, "duration_s": r.duration_s,
             "headline": r.headline, "error": (r.error or {}).get("ename"), "report": f"{r.run_id}/report.html",

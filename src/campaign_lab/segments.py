@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -19,7 +20,8 @@ from .records import Metrics
 
 # %% auto #0
 __all__ = ['FEATURES', 'features', 'Segmenter', 'transform', 'match_labels', 'fit_segmenter', 'assign_segments', 'profile',
-           'name_profiles', 'quality', 'SegmentApplyMetrics']
+           'name_profiles', 'quality', 'feature_date', 'Candidate', 'fit_candidate', 'SegmentFitMetrics',
+           'candidate_metrics', 'SegmentApplyMetrics']
 
 # %% ../../nbs/10_segments.ipynb #18be007e
 FEATURES = SEGMENT_FEATURES   # declared with the lake's segment_profiles table
@@ -118,6 +120,7 @@ def match_labels(new: np.ndarray, old: np.ndarray) -> np.ndarray:
     out[rows] = cols
     return out
 
+# %% ../../nbs/10_segments.ipynb #1cb6a6dc
 def fit_segmenter(
     feats: pl.DataFrame,        # output of `features`
     *,
@@ -152,6 +155,7 @@ def fit_segmenter(
     return Segmenter(_version(parts), FEATURES, _LOGGED, tuple(center.tolist()), tuple(scale.tolist()),
                      tuple(tuple(r) for r in cent.tolist()), seed, str(as_of), fp, len(idx), sklearn.__version__)
 
+# %% ../../nbs/10_segments.ipynb #2ccc8842
 def assign_segments(
     seg: Segmenter,
     feats: pl.DataFrame,       # output of `features`
@@ -232,6 +236,71 @@ def quality(
     out["bootstrap_stability"] = float(np.mean(aris))
     if truth is not None: out["ari_vs_truth"] = float(adjusted_rand_score(truth.to_numpy(), segment.to_numpy()))
     return out
+
+# %% ../../nbs/10_segments.ipynb #c8021421
+def feature_date(
+    last_order: dt.datetime,   # the latest order in the transactions table
+    as_of: str = "",           # a run's `as_of` parameter (YYYY-MM-DD); empty means the day after the last order
+) -> dt.date:
+    "The day a run's features describe."
+    if not as_of: return last_order.date() + dt.timedelta(days=1)
+    try: return dt.date.fromisoformat(as_of)
+    except ValueError: raise ValueError(f"as_of '{as_of}' is not a date (YYYY-MM-DD)") from None
+
+# %% ../../nbs/10_segments.ipynb #6bcc8eeb
+class Candidate(NamedTuple):
+    "A fitted segmentation with what a reviewer judges it by."
+    segmenter: Segmenter
+    features: pl.DataFrame          # customer_id and FEATURES
+    labels: pl.Series               # segment per row of `features`
+    profiles: pl.DataFrame          # `profile` of the labels
+    quality: dict                   # `quality`
+    previous: Segmenter | None      # the segmenter its labels were matched to
+    changed: float | None           # share of customers whose segment differs from `previous`'s
+
+def fit_candidate(
+    customers: pl.DataFrame,
+    transactions: pl.DataFrame,
+    *,
+    as_of: dt.date,                       # features use orders before this day
+    k: int,                               # segments
+    seed: int,                            # fixes the sample, the clustering and the bootstraps
+    sample: int = 200_000,                # customers the clustering is fitted on
+    bootstraps: int = 2,                  # refits for the stability score
+    previous: Segmenter | None = None,    # the champion: labels keep its meaning
+    truth: pl.DataFrame | None = None,    # customer_id and a known label per customer (second column), when known
+) -> Candidate:
+    "Features, a fit matched to the previous segmenter, labels, profiles and quality: one segment_fit run."
+    feats = features(transactions, customers, as_of=as_of)
+    seg = fit_segmenter(feats, k=k, seed=seed, sample=sample, as_of=as_of, previous=previous)
+    labels = assign_segments(seg, feats)
+    known = feats.select("customer_id").join(truth, on="customer_id", how="left")[truth.columns[1]] if truth is not None else None
+    q = quality(seg, feats, labels, seed=seed, truth=known, bootstraps=bootstraps)
+    changed = float((assign_segments(previous, feats) != labels).mean()) if previous is not None else None
+    return Candidate(seg, feats, labels, profile(feats, labels), q, previous, changed)
+
+# %% ../../nbs/10_segments.ipynb #3f1eace1
+@dataclasses.dataclass(frozen=True)
+class SegmentFitMetrics(Metrics):
+    "Headline metrics of a segment_fit run."
+    HEADLINE = ("segmenter_version", "k", "silhouette", "ari_vs_truth")
+    segmenter_version: str
+    k: int
+    silhouette: float
+    as_of: str
+    n_customers: int
+    size_balance: float
+    bootstrap_stability: float
+    ari_vs_truth: float | None = None           # agreement with the known behaviour, when known
+    changed_vs_champion: float | None = None    # share of customers the candidate would move
+    champion_version: str | None = None
+
+def candidate_metrics(c: Candidate) -> SegmentFitMetrics:
+    "The headline metrics of a fitted candidate."
+    q = c.quality
+    return SegmentFitMetrics(c.segmenter.version, c.segmenter.k, round(q["silhouette"], 4), c.segmenter.as_of, c.features.height,
+                             q["size_balance"], q["bootstrap_stability"], round(q["ari_vs_truth"], 4) if "ari_vs_truth" in q else None,
+                             c.changed, c.previous.version if c.previous is not None else None)
 
 # %% ../../nbs/10_segments.ipynb #336dbd72
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from .contracts import (ContractResult, Failure, gx_context, failure_from_gx, ta
                                     rule_text, MASK)
 from .lake import DAYPARTS, TABLES, SchemaError, TableVersion, check_schema, table_version, table_versions
 from .records import now
-from .segments import FEATURES, Segmenter, assign_segments, name_profiles
+from .segments import FEATURES, Segmenter, assign_segments, feature_date, name_profiles
 from .settings import Settings, load_settings
 from .waves import Audience, EngineError, taken_this_wave
 
@@ -83,6 +83,7 @@ def to_spark(spark, df: pl.DataFrame):
     df = df.with_columns(pl.col(c).cast(pl.String) for c, t in df.schema.items() if isinstance(t, (pl.Enum, pl.Categorical)))
     return spark.createDataFrame(df.to_arrow(compat_level=pl.CompatLevel.oldest()))
 
+# %% ../../nbs/60_spark.ipynb #e9898f00
 def to_polars(sdf, table: str | None = None) -> pl.DataFrame:
     "A polars DataFrame from a Spark one; with `table`, cast to the lake's declared schema."
     df = pl.from_arrow(sdf.toArrow())
@@ -91,10 +92,12 @@ def to_polars(sdf, table: str | None = None) -> pl.DataFrame:
         df = df.with_columns(pl.col(c).cast(want[c]) for c in df.columns if c in want)
     return df
 
+# %% ../../nbs/60_spark.ipynb #30bdaa5f
 def lake_uri(settings: Settings) -> str:
     "Where Spark finds the lake: the `spark_lake_uri` setting (e.g. s3a://bucket/lake), else the lake folder as a file URI."
     return (settings.spark_lake_uri or settings.lake_dir.resolve().as_uri()).rstrip("/")
 
+# %% ../../nbs/60_spark.ipynb #3d9affe6
 def read_lake(
     spark,
     settings: Settings,
@@ -373,6 +376,15 @@ class SparkEngine:
     name = "spark"
     def __init__(self, settings: Settings):
         self.settings, self.spark = settings, spark_session(settings)
+
+    def segment(self, reader, seg, *, as_of) -> tuple[pl.DataFrame, pl.DataFrame, dt.date]:
+        from pyspark.sql import functions as F
+        customers, transactions = spark_read(reader, self.spark, "customers"), spark_read(reader, self.spark, "transactions")
+        day = feature_date(transactions.agg(F.max("ordered_at")).first()[0], as_of)
+        feats = features_spark(transactions, customers, as_of=day).cache()
+        labels = assign_segments_spark(seg, feats).cache()
+        out = to_polars(labels).sort("customer_id").select("customer_id", pl.col("segment").cast(pl.Int16))
+        return out, profile_spark(feats, labels), day
 
     def audience(self, reader, arms, assignments, *, campaign_id, wave) -> Audience:
         from pyspark.sql import functions as F

@@ -5,6 +5,7 @@
 # %% ../../nbs/45_synth.ipynb #8b846a23
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -13,12 +14,14 @@ import numpy as np
 import polars as pl
 
 from .draws import keyed_uniform, keyed_uniforms, stream_key
+from .records import Metrics
 from .lake import DAYPARTS, EVENT_TYPES, OFFER_TYPES, TABLES, TONALITIES
 
 # %% auto #0
 __all__ = ['BEHAVIOUR_TYPES', 'TYPE_NAMES', 'CHUNK', 'BehaviourType', 'discount_share', 'ResponseModel', 'default_response_model',
-           'response_model_frame', 'response_model_from_frame', 'SynthChain', 'generate_chain',
-           'response_probabilities', 'typical_customers', 'expected_outcomes', 'draw_window_outcomes', 'respond']
+           'response_model_frame', 'response_model_from_frame', 'SynthChain', 'generate_chain', 'ChainMetrics',
+           'chain_metrics', 'response_probabilities', 'typical_customers', 'expected_outcomes', 'draw_window_outcomes',
+           'WindowAnswers', 'window_answers', 'respond']
 
 # %% ../../nbs/45_synth.ipynb #391199d5
 class BehaviourType(NamedTuple):
@@ -261,6 +264,27 @@ def generate_chain(
     del parts
     return SynthChain(customers, transactions, truth, default_response_model())
 
+# %% ../../nbs/45_synth.ipynb #c31d65a2
+@dataclasses.dataclass(frozen=True)
+class ChainMetrics(Metrics):
+    "Headline metrics of a synth run."
+    HEADLINE = ("n_customers", "n_transactions", "revenue")
+    n_customers: int
+    n_transactions: int
+    revenue: float
+    orders_per_customer: float
+    mean_ticket: float
+    share_without_orders: float
+    email_opt_in: float
+    seed: int
+
+def chain_metrics(chain: SynthChain, seed: int) -> ChainMetrics:
+    "The headline metrics of a drawn chain."
+    tx, cust = chain.transactions, chain.customers
+    buyers = tx["customer_id"].n_unique()
+    return ChainMetrics(cust.height, tx.height, round(float(tx["amount"].sum()), 2), tx.height / cust.height, float(tx["amount"].mean()),
+                        1 - buyers / cust.height, float(cust["email_opt_in"].mean()), seed)
+
 # %% ../../nbs/45_synth.ipynb #0a74c79e
 def _logistic(x): return 1.0 / (1.0 + np.exp(-x))
 
@@ -363,6 +387,36 @@ def draw_window_outcomes(
         visits = visits + extra
         spend = spend + np.where(extra, inc_spend_per, 0.0)
     return pl.DataFrame({"customer_id": ids, "visits": visits, "spend": np.round(spend, 2)})
+
+# %% ../../nbs/45_synth.ipynb #52dac66e
+class WindowAnswers(NamedTuple):
+    "What the customers of a wave did over a window, and the true lift behind it."
+    outcomes: pl.DataFrame      # customer_id, visits, spend
+    true_rel: dict              # visits, spend -> true relative lift of the treated customers
+    true_abs: dict              # visits, spend -> true lift per treated customer
+
+def window_answers(
+    rows: pl.DataFrame,         # one wave's assignment rows
+    variants: pl.DataFrame,     # tonality, offer_type, offer_value per variant_id
+    truth: pl.DataFrame,        # the customer_truth table
+    *,
+    window_days: int,
+    seed: int,
+    wave: int,                  # separates the windows of a campaign's waves
+) -> WindowAnswers:
+    "Visits and spend over the window after a wave (treated customers with their email's increment), and the true lift."
+    cust = (rows.join(variants.select("variant_id", "tonality", "offer_type", "offer_value"), on="variant_id", how="left")
+            .join(truth, on="customer_id"))
+    treated = (cust["arm"] == "treatment").to_numpy()
+    exp = expected_outcomes(cust, window_start=rows["assigned_at"].min().date(), days=window_days,
+                            tonality=cust["tonality"].fill_null("friendly"), offer_type=cust["offer_type"].fill_null("none"),
+                            offer_value=cust["offer_value"].fill_null(0.0))
+    exp = exp.with_columns(inc_visits=pl.when(pl.Series(treated)).then(pl.col("inc_visits")).otherwise(0.0),
+                           inc_spend=pl.when(pl.Series(treated)).then(pl.col("inc_spend")).otherwise(0.0))
+    t = exp.filter(pl.Series(treated))
+    true_rel = {m: float(t[f"inc_{m}"].sum() / t[f"base_{m}"].sum()) for m in ("visits", "spend")}
+    true_abs = {m: float(t[f"inc_{m}"].mean()) for m in ("visits", "spend")}
+    return WindowAnswers(draw_window_outcomes(exp, seed=seed, treated=treated, stream=wave), true_rel, true_abs)
 
 # %% ../../nbs/45_synth.ipynb #e5fd1826
 def respond(

@@ -5,6 +5,7 @@
 # %% ../../nbs/20_variants.ipynb #3e3af261
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -16,10 +17,12 @@ import polars as pl
 import yaml
 
 from .lake import OFFER_TYPES, TABLES, TONALITIES
+from .records import Metrics
 
 # %% auto #0
 __all__ = ['FACTORS', 'VALUED_OFFERS', 'PLACEHOLDERS', 'SpecError', 'CampaignSpec', 'parse_spec', 'load_spec', 'offer_words',
-           'variant_id', 'Catalogue', 'build_catalogue', 'eligible_arms', 'diff_catalogues']
+           'variant_id', 'Catalogue', 'build_catalogue', 'eligible_arms', 'diff_catalogues', 'CatalogueUpdate',
+           'update_catalogue', 'VariantsMetrics', 'catalogue_metrics']
 
 # %% ../../nbs/20_variants.ipynb #2d691cbc
 class SpecError(ValueError):
@@ -374,3 +377,60 @@ def diff_catalogues(
         o.join(n, on="variant_id", how="anti").with_columns(status=pl.lit("removed")),
         n.join(o.select("variant_id"), on="variant_id", how="semi").with_columns(status=pl.lit("unchanged")),
     ]).select("variant_id", "status", *cols[1:]).sort("status", "variant_id")
+
+# %% ../../nbs/20_variants.ipynb #62b497f7
+class CatalogueUpdate(NamedTuple):
+    "A campaign's new catalogue and arms, and the tables that replace its old ones."
+    catalogue: Catalogue
+    arms: pl.DataFrame              # this campaign's arms
+    tables: dict                    # variants and arms: every other campaign's rows kept, this campaign's replaced
+    diff: pl.DataFrame              # `diff_catalogues` against this campaign's previous variants
+    first: bool                     # no previous catalogue of this campaign
+    n_segments: int                 # segments the arms were made for
+    note: str                       # what the arms were made from, in words
+
+def update_catalogue(
+    spec: CampaignSpec,
+    *,
+    variants: pl.DataFrame | None = None,   # the variants table now (None: empty lake)
+    arms: pl.DataFrame | None = None,       # the arms table now
+    profiles: pl.DataFrame | None = None,   # segment_profiles now (all segmenters' rows)
+    segments: pl.DataFrame | None = None,   # the segments table now: its latest segmenter picks the profiles
+    n_segments: int = 8,                    # segments to make arms for when there are no profiles
+) -> CatalogueUpdate:
+    "Build a campaign's catalogue and arms, and the `variants` and `arms` tables with them in place of its old rows."
+    if profiles is not None and segments is not None and segments.height:
+        profiles = profiles.filter(segmenter_version=segments.sort("assigned_at")["segmenter_version"][-1])
+    if profiles is not None and profiles.height:
+        note = f"segment profiles of segmenter {profiles['segmenter_version'][0]}"
+    else:
+        profiles = pl.DataFrame({"segment": list(range(n_segments))})
+        note = (f"no segment profiles in the lake yet: {n_segments} segments, and the {len(spec.eligibility)} "
+                "eligibility rule(s) that need profiles were NOT applied")
+        if spec.audience: note += f"; nor was the audience condition {spec.audience}"
+        spec = spec._replace(eligibility=(), audience={})
+    cat = build_catalogue(spec)
+    new_arms = eligible_arms(cat, profiles)
+    keep = lambda df: df.filter(pl.col("campaign_id") != spec.campaign_id) if df is not None else None
+    previous = variants.filter(campaign_id=spec.campaign_id) if variants is not None else cat.variants.clear()
+    tables = {"variants": pl.concat([d for d in (keep(variants), cat.variants) if d is not None]),
+              "arms": pl.concat([d for d in (keep(arms), new_arms) if d is not None])}
+    return CatalogueUpdate(cat, new_arms, tables, diff_catalogues(previous, cat.variants), previous.is_empty(), profiles.height, note)
+
+# %% ../../nbs/20_variants.ipynb #134d7674
+@dataclasses.dataclass(frozen=True)
+class VariantsMetrics(Metrics):
+    "Headline metrics of a variants run."
+    HEADLINE = ("campaign_id", "n_variants", "n_arms")
+    campaign_id: str
+    n_variants: int
+    n_arms: int
+    n_candidates: int
+    added: int
+    removed: int
+    segments: int
+
+def catalogue_metrics(u: CatalogueUpdate) -> VariantsMetrics:
+    "The headline metrics of a catalogue update."
+    return VariantsMetrics(u.catalogue.spec.campaign_id, u.catalogue.variants.height, u.arms.height, u.catalogue.n_candidates,
+                           u.diff.filter(status="added").height, u.diff.filter(status="removed").height, u.n_segments)

@@ -16,7 +16,8 @@ import polars as pl
 
 from .bandit import BanditState, Policy, assign, make_policy, state_for_campaign, update
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
-from .records import Metrics
+from .records import Metrics, now
+from .segments import SegmentApplyMetrics, Segmenter, assign_segments, feature_date, features, profile
 from .settings import Settings
 
 # %% auto #0
@@ -24,7 +25,7 @@ __all__ = ['ENGINES', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Eng
            'latest_segmenter', 'taken_this_wave', 'build_audience', 'prior_wave', 'Wave', 'campaign_arms',
            'assign_wave', 'PolarsEngine', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation',
            'read_allocation', 'WaveMetrics', 'wave_metrics', 'WaveRows', 'wave_rows', 'feedback_policy', 'Feedback',
-           'fold_feedback', 'FeedbackMetrics', 'feedback_metrics']
+           'fold_feedback', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -67,9 +68,11 @@ class Tables:
 class EngineError(RuntimeError):
     "The requested engine cannot run here; the message says how to fix it."
 
+# %% ../../nbs/35_waves.ipynb #dc7110f2
 class Engine(Protocol):
-    "The steps of a wave that scale with the audience."
+    "The steps that scale with the customer base: segments, the audience, the assignment, checks and the state update."
     name: str
+    def segment(self, reader: Reader, seg: Segmenter, *, as_of: str) -> tuple[pl.DataFrame, pl.DataFrame, dt.date]: ...
     def audience(self, reader: Reader, arms: pl.DataFrame, assignments: pl.DataFrame | None, *, campaign_id: str, wave: int) -> "Audience": ...
     def assign(self, state: BanditState, audience: "Audience", *, policy: Policy, holdout: float, seed: int, wave: int,
                campaign_id: str) -> pl.DataFrame: ...
@@ -79,6 +82,7 @@ class Engine(Protocol):
 # engines by name, as "module:class": imported only when chosen, so polars runs never import pyspark
 ENGINES = {"polars": "campaign_lab.waves:PolarsEngine", "spark": "campaign_lab.spark:SparkEngine"}
 
+# %% ../../nbs/35_waves.ipynb #5ca70880
 def resolve_engine(
     name: str,             # a pipeline's `engine` parameter; "default" (or "") means the `engine` setting
     settings: Settings,
@@ -88,6 +92,7 @@ def resolve_engine(
     if engine not in ENGINES: raise EngineError(f"unknown engine '{engine}' (engines: {', '.join(ENGINES)})")
     return engine
 
+# %% ../../nbs/35_waves.ipynb #e9e7a4be
 def open_engine(
     name: str,             # "polars", "spark", or "default" for the `engine` setting
     settings: Settings,
@@ -105,11 +110,13 @@ class Audience(NamedTuple):
     conflicts: pl.DataFrame   # lost_to (campaign_id), n_customers
     segmenter_version: str    # the segmentation it was built from
 
+# %% ../../nbs/35_waves.ipynb #3886fa55
 def latest_segmenter(segments: pl.DataFrame) -> str:
     "The segmenter version of the most recently assigned segments."
     if segments.is_empty(): raise ValueError("segments: the table is empty; run the segment_apply pipeline first")
     return segments.sort("assigned_at")["segmenter_version"][-1]
 
+# %% ../../nbs/35_waves.ipynb #fb7cafcf
 def taken_this_wave(
     assignments: pl.DataFrame | None,  # the lake's assignments (every campaign and wave), or None
     *,
@@ -121,6 +128,7 @@ def taken_this_wave(
     return (assignments.filter((pl.col("wave") == wave) & (pl.col("campaign_id") != campaign_id))
             .select("customer_id", lost_to="campaign_id").unique("customer_id", keep="first"))
 
+# %% ../../nbs/35_waves.ipynb #969bc13f
 def build_audience(
     customers: pl.DataFrame,           # the customers table
     segments: pl.DataFrame,            # the segments table (every segmenter version)
@@ -175,6 +183,7 @@ class Wave(NamedTuple):
     @property
     def reused(self) -> bool: return self.audience is None
 
+# %% ../../nbs/35_waves.ipynb #8d28bb5d
 def campaign_arms(reader: Reader, campaign_id: str) -> pl.DataFrame:
     "The campaign's arms from the lake; an error saying what to run when the lake has none."
     for table, how in _NEEDS.items():
@@ -183,6 +192,7 @@ def campaign_arms(reader: Reader, campaign_id: str) -> pl.DataFrame:
     if arms.is_empty(): raise ValueError(f"campaign '{campaign_id}' has no arms: run the variants pipeline for its spec")
     return arms
 
+# %% ../../nbs/35_waves.ipynb #a1de47fb
 def assign_wave(
     engine: Engine,
     reader: Reader,
@@ -217,6 +227,12 @@ class PolarsEngine:
     "The wave's heavy steps in this process, with polars."
     name = "polars"
     def __init__(self, settings: Settings | None = None): self.settings = settings
+    def segment(self, reader, seg, *, as_of) -> tuple[pl.DataFrame, pl.DataFrame, dt.date]:
+        customers, transactions = reader.read("customers"), reader.read("transactions")
+        day = feature_date(transactions["ordered_at"].max(), as_of)
+        feats = features(transactions, customers, as_of=day)
+        labels = assign_segments(seg, feats)
+        return feats.select("customer_id").with_columns(labels), profile(feats, labels), day
     def audience(self, reader, arms, assignments, *, campaign_id, wave) -> Audience:
         return build_audience(reader.read("customers"), reader.read("segments"), arms, assignments, campaign_id=campaign_id, wave=wave)
     def assign(self, state, audience, *, policy, holdout, seed, wave, campaign_id) -> pl.DataFrame:
@@ -236,11 +252,13 @@ class VariantShare(NamedTuple):
     share: float   # of the wave's treated customers
     label: str     # tonality / offer / subject template
 
+# %% ../../nbs/35_waves.ipynb #a3136891
 def send_list(rows: pl.DataFrame, variants: pl.DataFrame) -> pl.DataFrame:
     "The treated customers of a wave with their variant's subject and preheader."
     return rows.filter(arm="treatment").join(variants.select("variant_id", "subject", "preheader"), on="variant_id").select(
         "campaign_id", "wave", "customer_id", "variant_id", "subject", "preheader")
 
+# %% ../../nbs/35_waves.ipynb #be601598
 def allocation_record(rows: pl.DataFrame, variants: pl.DataFrame) -> list[VariantShare]:
     "Every variant's share of the wave's emails, largest first."
     treated = rows.filter(arm="treatment")
@@ -250,12 +268,14 @@ def allocation_record(rows: pl.DataFrame, variants: pl.DataFrame) -> list[Varian
     shares = treated.group_by("variant_id").len().join(labels, on="variant_id", how="left").sort("len", "variant_id", descending=[True, False])
     return [VariantShare(v, n / max(treated.height, 1), lab or "") for v, n, lab in shares.iter_rows()]
 
+# %% ../../nbs/35_waves.ipynb #e9caa7d9
 def write_allocation(path: str | Path, record: list[VariantShare]) -> Path:
     "Write an allocation record as JSON."
     path = Path(path)
     path.write_text(json.dumps([r._asdict() for r in record]))
     return path
 
+# %% ../../nbs/35_waves.ipynb #5735d283
 def read_allocation(path: str | Path) -> list[VariantShare] | None:
     "The allocation record of a wave run folder's file; None when the run has none or it does not read."
     try: return [VariantShare(**r) for r in json.loads(Path(path).read_text())]
@@ -295,6 +315,7 @@ class WaveRows(NamedTuple):
     rows: pl.DataFrame          # this wave's rows
     variants: pl.DataFrame      # the lake's variants
 
+# %% ../../nbs/35_waves.ipynb #a7991f5a
 def wave_rows(reader: Reader, *, campaign_id: str, wave: int) -> WaveRows:
     "The assigned wave; an error saying what to run when it has not been assigned."
     if not reader.has("assignments"): raise FileNotFoundError("the lake has no assignments yet: run the wave pipeline first")
@@ -303,10 +324,12 @@ def wave_rows(reader: Reader, *, campaign_id: str, wave: int) -> WaveRows:
     if rows.is_empty(): raise ValueError(f"wave {wave} of campaign '{campaign_id}' has no assignments: run the wave pipeline first")
     return WaveRows(assignments, rows, reader.read("variants"))
 
+# %% ../../nbs/35_waves.ipynb #108d5811
 def feedback_policy(reward: str) -> Policy:
     "The policy whose prior a campaign's state starts from when feedback creates it: Beta for events, Gaussian for revenue."
     return make_policy("thompson_gaussian" if reward == "revenue" else "thompson_beta", reward=reward)
 
+# %% ../../nbs/35_waves.ipynb #af2973d9
 class Feedback(NamedTuple):
     "A batch of a wave's events folded into the campaign's state."
     events: pl.DataFrame        # the batch, as checked
@@ -315,6 +338,7 @@ class Feedback(NamedTuple):
     n_new: int                  # events the state had not folded in before
     tables: dict                # events, bandit_state, bandit_seen to publish together ({} when nothing was new)
 
+# %% ../../nbs/35_waves.ipynb #cec8546b
 def fold_feedback(
     engine: Engine,
     reader: Reader,
@@ -369,3 +393,38 @@ def feedback_metrics(fb: Feedback, engine: Engine, *, campaign_id: str, wave: in
     return FeedbackMetrics(campaign_id, wave, fb.n_new, fb.state.version, n.get("send", 0), n.get("open", 0), n.get("click", 0),
                            n.get("conversion", 0), round(revenue, 2), (revenue if reward == "revenue" else n.get(reward, 0)) / max(n.get("send", 0), 1),
                            source, engine.name)
+
+# %% ../../nbs/35_waves.ipynb #35206561
+class Segmentation(NamedTuple):
+    "Every customer's segment under one segmenter, and the profiles: what a segment_apply run publishes."
+    segmenter: Segmenter
+    day: dt.date                  # the feature date
+    segments: pl.DataFrame        # the segments table
+    profiles: pl.DataFrame        # the segment_profiles table
+    moved: float | None           # share of customers whose segment changed since the last application of the same segmenter
+    @property
+    def tables(self) -> dict[str, pl.DataFrame]: return {"segments": self.segments, "segment_profiles": self.profiles}
+    def metrics(self, *, source: str, run: str, engine: Engine) -> SegmentApplyMetrics:
+        "The headline metrics, given where the segmenter came from."
+        shares = {str(s): round(float(x), 5) for s, x in zip(self.profiles["segment"], self.profiles["share"])}
+        return SegmentApplyMetrics(self.segmenter.version, self.segments.height, shares, str(self.day), source, run, engine.name, self.moved)
+
+def apply_segmenter(
+    engine: Engine,
+    reader: Reader,                   # reads customers, transactions and the current segments
+    seg: Segmenter,
+    *,
+    as_of: str = "",                  # feature date (YYYY-MM-DD); empty means the day after the last order
+    at: dt.datetime | None = None,    # the assigned_at stamp; now (UTC, whole seconds) when None
+) -> Segmentation:
+    "Label every customer with `seg` on the engine, with the profiles and the share moved since the last application."
+    labels, prof, day = engine.segment(reader, seg, as_of=as_of)
+    at = at or now().replace(tzinfo=None, microsecond=0)
+    segments = labels.select("customer_id", segmenter_version=pl.lit(seg.version), segment=pl.col("segment").cast(pl.Int16),
+                             assigned_at=pl.lit(at, pl.Datetime("us")))
+    before = reader.read("segments", validate=False) if reader.has("segments") else None
+    moved = None
+    if before is not None and before.height and before["segmenter_version"][0] == seg.version:
+        j = segments.join(before.select("customer_id", old=pl.col("segment")), on="customer_id")
+        moved = float((j["segment"] != j["old"]).mean())
+    return Segmentation(seg, day, segments, prof.with_columns(segmenter_version=pl.lit(seg.version)), moved)
