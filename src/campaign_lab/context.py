@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -17,7 +18,7 @@ from .bandit import Policy, make_policy
 from .contracts import (ContractError, ContractResult, default_parameters, read_table_file, referenced_tables,
                                     split_offending, validate)
 from .pipelines import PipelineError
-from .lake import TABLES, TableVersion, fingerprint_file, read_table, table_version, table_versions, write_table
+from .lake import TABLES, LakeConflict, TableVersion, commit, fingerprint_file, read_table, table_version, table_versions
 from .records import Metrics, write_json_atomic
 from .registry import ARTEFACTS, POLICY_ALIASES, resolve_alias
 from .settings import Settings, load_settings
@@ -38,6 +39,7 @@ class RunContext:
         self.metrics: dict[str, Any] = {}
         self.headline: list[str] = []
         self.models: list[dict] = []
+        self.seen: dict[str, int | None] = {}   # table -> the latest version this run saw (None: absent); checked when it publishes
 
     def _save(self):
         if self.run_dir is None: return
@@ -65,8 +67,10 @@ class RunContext:
         return res
 
     def has(self, table: str) -> bool:
-        "Whether the lake has a version of `table`."
-        return bool(table_versions(self.settings.lake_dir, table))
+        "Whether the lake has a version of `table` (an absent table must still be absent when this run publishes it)."
+        vs = table_versions(self.settings.lake_dir, table)
+        if not vs: self.seen[table] = None
+        return bool(vs)
 
     def record_input(self, v: TableVersion) -> None:
         "Record a table version this run read (by a reader other than `read`, e.g. Spark)."
@@ -81,13 +85,15 @@ class RunContext:
         v = table_version(self.settings.lake_dir, table, version)
         df = read_table(self.settings.lake_dir, table, version=v.version)
         self.record_input(v)
+        if version is None: self.seen[table] = v.version
         if validate:
             res = self.check(table, df, source=f"lake {table} v{v.version}")
             if res is not None and not res.success: raise ContractError([res])
         return df.lazy() if lazy else df
 
     def publish(self, tables: dict[str, pl.DataFrame], *, quarantine: bool = False) -> dict[str, TableVersion]:
-        "Check every table against its contract, then write them all; on a failure write none (or quarantine)."
+        """Check every table against its contract, then commit them all in one atomic step; on a failure write none (or quarantine).
+        A table this run read (or found absent) that another run has changed since is a `LakeConflict`, and nothing is written."""
         results = {name: self.check(name, df, pending=tables, source=f"{name} to publish") for name, df in tables.items()}
         failed = [r for r in results.values() if r is not None and not r.success]
         if failed and not quarantine: raise ContractError(failed)
@@ -99,16 +105,33 @@ class RunContext:
             again = self.check(r.table, good, pending=tables, source=f"{r.table} to publish, offending rows removed")
             if not again.success: raise ContractError([again])
             clean[r.table], set_aside[r.table] = good, bad
-        out = {name: self._write(name, df) for name, df in clean.items()}
-        for name, bad in set_aside.items():
-            self._write(f"{name}_quarantine", bad)
-            self.log_metrics(**{f"quarantined_{name}": bad.height})
+        out = self._commit(clean | {f"{name}_quarantine": bad for name, bad in set_aside.items()})
+        for name, bad in set_aside.items(): self.log_metrics(**{f"quarantined_{name}": bad.height})
+        return {name: out[name] for name in clean}
+
+    def _commit(self, tables: dict[str, pl.DataFrame]) -> dict[str, TableVersion]:
+        out = commit(self.settings.lake_dir, tables, run_id=self.run_id, expect={t: self.seen[t] for t in tables if t in self.seen})
+        for name, v in out.items():
+            self.outputs.append(v.to_json())
+            self.seen[name] = v.version
+        self._save()
         return out
 
     def _write(self, table: str, df: pl.DataFrame) -> TableVersion:
-        v = write_table(self.settings.lake_dir, table, df, run_id=self.run_id)
-        self.outputs.append(v.to_json()); self._save()
-        return v
+        return self._commit({table: df})[table]
+
+    def publish_step(self, step, *, attempts: int = 5):
+        """Run `step()`, which reads through this context and returns a value with `.tables`, and publish those tables.
+        When another run changed a table in between (`LakeConflict`), run the step again on the new versions."""
+        for attempt in range(1, attempts + 1):
+            out = step()
+            try:
+                if out.tables: self.publish(out.tables)
+                if attempt > 1: self.log_metrics(publish_attempts=attempt)
+                return out
+            except LakeConflict:
+                if attempt == attempts: raise
+                time.sleep(0.05 * attempt)
 
     def write(self, table: str, df: pl.DataFrame, *, quarantine: bool = False) -> TableVersion:
         "Publish one table: contract check, then a new lake version (see `publish`)."
@@ -174,7 +197,13 @@ def open_run(
         msg = (f"pipeline '{pipeline}': project_root is empty; pass it as a parameter "
                "(papermill ... -p project_root /path/to/project) or set CAMPAIGN_LAB_ROOT")
         raise PipelineError(msg)
+    _escape_styler_tables()
     return RunContext(load_settings(root), Path(run_dir) if run_dir else None, pipeline, contract_parameters)
+
+def _escape_styler_tables() -> None:
+    "pandas Styler tables (report tables) show data as text: markup in a subject line or an id is escaped, never run."
+    import pandas as pd
+    pd.set_option("styler.format.escape", "html")
 
 # %% ../../nbs/53_context.ipynb #91df5a4b
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,8 @@
 # %% ../../nbs/01_lake.ipynb #5ebb0b23
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -17,9 +19,9 @@ import polars as pl
 from .records import now
 
 # %% auto #0
-__all__ = ['DAYPARTS', 'EVENT_TYPES', 'ARMS', 'TONALITIES', 'OFFER_TYPES', 'SEGMENT_FEATURES', 'TABLES', 'TableSpec',
+__all__ = ['DAYPARTS', 'EVENT_TYPES', 'ARMS', 'TONALITIES', 'OFFER_TYPES', 'SEGMENT_FEATURES', 'TABLES', 'HEAD_FILE', 'TableSpec',
            'table_spec', 'SchemaError', 'check_schema', 'TableVersion', 'fingerprint_file', 'table_versions',
-           'write_table', 'table_version', 'read_table', 'catalog']
+           'LakeConflict', 'commit', 'write_table', 'table_version', 'read_table', 'catalog']
 
 # %% ../../nbs/01_lake.ipynb #41f04652
 DAYPARTS = ("breakfast", "lunch", "afternoon", "dinner", "late")
@@ -155,27 +157,153 @@ def fingerprint_file(
 # %% ../../nbs/01_lake.ipynb #5eacd3e7
 def _vname(version: int) -> str: return f"v{version:06d}"
 
+HEAD_FILE = "_head.json"   # in the lake folder: every table's committed versions, in commit order
+
+def _head(lake_dir: Path) -> dict | None:
+    "The lake's head, or None for a lake written before heads existed (then every complete version counts)."
+    path = lake_dir / HEAD_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+def _complete(folder: Path, name: str) -> dict[int, TableVersion]:
+    "Every version of a table whose record is written, committed or not, by number."
+    out = {}
+    for meta in folder.glob("v*.json"):
+        d = json.loads(meta.read_text())
+        out[d["version"]] = TableVersion(name, d["version"], folder / f"{_vname(d['version'])}.parquet", d["rows"],
+                                         d["fingerprint"], d["written_at"], d.get("run_id"))
+    return out
+
 def table_versions(
     lake_dir: str | Path,  # root of the lake
     name: str,             # table name
 ) -> list[TableVersion]:
-    "Every complete version of table `name`, oldest first (empty when the table was never written)."
+    "Every committed version of table `name`, oldest first (empty when the table was never written)."
     table_spec(name)
-    folder = Path(lake_dir) / name
+    lake_dir = Path(lake_dir)
+    folder = lake_dir / name
     if not folder.is_dir(): return []
-    out = []
-    for meta in sorted(folder.glob("v*.json")):
-        d = json.loads(meta.read_text())
-        out.append(TableVersion(name, d["version"], folder / f"{_vname(d['version'])}.parquet", d["rows"],
-                                d["fingerprint"], d["written_at"], d.get("run_id")))
-    return out
+    head = _head(lake_dir)
+    if head is None: return [v for _, v in sorted(_complete(folder, name).items())]
+    return _committed(lake_dir, head, name)
 
-# %% ../../nbs/01_lake.ipynb #16bda2e7
+def _committed(lake_dir: Path, head: dict, name: str) -> list[TableVersion]:
+    "The versions of `name` that `head` lists, in commit order."
+    folder = lake_dir / name
+    found = _complete(folder, name) if folder.is_dir() else {}
+    return [found[v] for v in head["tables"].get(name, []) if v in found]
+
+def _first_head(lake_dir: Path) -> dict:
+    "The head of a lake written before heads existed: every complete version."
+    tables = {t: sorted(_complete(lake_dir / t, t)) for t in TABLES if (lake_dir / t).is_dir()}
+    return {"commits": 0, "tables": tables}
+
+# %% ../../nbs/01_lake.ipynb #46255ac1
 def _atomic_create(tmp: Path, final: Path) -> bool:
     "Give `tmp` the name `final` unless `final` exists; True on success."
     try: os.link(tmp, final)
     except FileExistsError: return False
     return True
+
+class LakeConflict(RuntimeError):
+    "A table moved on after the run read it; nothing was published (rerun, or retry on the new versions)."
+
+@contextlib.contextmanager
+def _locked(lake_dir: Path):
+    "The lake's commit lock: one commit at a time, released if the process dies."
+    with open(lake_dir / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+def _drop(v: TableVersion) -> None:
+    "Remove a version that was never committed (record first: a parquet file without a record is ignored)."
+    v.path.with_suffix(".json").unlink(missing_ok=True)
+    v.path.unlink(missing_ok=True)
+
+def _claim(folder: Path, name: str, src: Path, rows: int, fp: str, run_id: str | None) -> TableVersion:
+    "Link `src` to the next version number (above every file in the folder, orphans included), with its record; under the lock."
+    taken = [int(p.stem[1:]) for p in folder.glob("v*.parquet") if p.stem[1:].isdigit()]
+    version = max(taken, default=0) + 1
+    while not _atomic_create(src, folder / f"{_vname(version)}.parquet"): version += 1
+    rec = TableVersion(name, version, folder / f"{_vname(version)}.parquet", rows, fp, now().isoformat(timespec="seconds"), run_id)
+    meta = {k: v for k, v in rec.to_json().items() if k not in ("path", "reused")}
+    meta["schema"] = {c: str(t) for c, t in table_spec(name).schema.items()}
+    tmp_meta = folder / f".tmp-{uuid.uuid4().hex}.json"
+    try:
+        tmp_meta.write_text(json.dumps(meta, indent=1))
+        if not _atomic_create(tmp_meta, folder / f"{_vname(version)}.json"):
+            raise FileExistsError(f"table '{name}': version {version} already has a record")
+    except BaseException:
+        rec.path.unlink(missing_ok=True); raise
+    finally: tmp_meta.unlink(missing_ok=True)
+    return rec
+
+# %% ../../nbs/01_lake.ipynb #16bda2e7
+def commit(
+    lake_dir: str | Path,                       # root of the lake
+    tables: dict[str, pl.DataFrame],            # table name -> rows (columns in any order)
+    *,
+    run_id: str | None = None,                  # the run writing them, recorded in the catalogue
+    expect: dict[str, int | None] | None = None,  # table -> the version this write was derived from (None: the table was absent)
+) -> dict[str, TableVersion]:
+    "Publish every table as new versions in one atomic step (or reuse identical latest ones); `LakeConflict` if an expected table moved."
+    for name, df in tables.items():
+        table_spec(name)
+        if not isinstance(df, pl.DataFrame):
+            msg = f"table '{name}': expected a polars DataFrame, got {type(df).__name__}"
+            raise TypeError(msg)
+        check_schema(name, df.schema)
+    lake_dir = Path(lake_dir)
+    lake_dir.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, tuple[Path, int, str]] = {}    # table -> (temporary file, rows, fingerprint)
+    claimed: list[TableVersion] = []
+    try:
+        for name, df in tables.items():    # the slow part, outside the lock
+            folder = lake_dir / name
+            folder.mkdir(exist_ok=True)
+            tmp = folder / f".tmp-{uuid.uuid4().hex}.parquet"
+            staged[name] = (tmp, df.height, "")
+            try: df.select(list(table_spec(name).schema)).write_parquet(tmp, compression="zstd", statistics=True)
+            except pl.exceptions.ComputeError as e:    # polars reports a full disk or an I/O error this way
+                raise OSError(f"lake table '{name}': writing a new version to {folder} failed, nothing was published: {e}") from e
+            staged[name] = (tmp, df.height, fingerprint_file(tmp))
+        with _locked(lake_dir):
+            head = _head(lake_dir) or _first_head(lake_dir)
+            latest = {name: _committed(lake_dir, head, name) for name in set(staged) | set(expect or {})}
+            moved = [(t, want, latest[t][-1] if latest[t] else None) for t, want in (expect or {}).items()
+                     if (latest[t][-1].version if latest[t] else None) != want]
+            if moved:
+                said = "; ".join(f"{t}: read {'no version' if w is None else f'v{w}'}, now v{v.version} (by run {v.run_id})" for t, w, v in moved)
+                raise LakeConflict(f"the lake moved on while this run worked, nothing was published: {said}")
+            out = {}
+            for name, (tmp, rows, fp) in staged.items():
+                cur = latest[name][-1] if latest[name] else None
+                if cur is not None and cur.fingerprint == fp:
+                    out[name] = cur._replace(reused=True); continue
+                v = _claim(lake_dir / name, name, tmp, rows, fp, run_id)
+                claimed.append(v)
+                head["tables"].setdefault(name, []).append(v.version)
+                out[name] = v
+            if claimed:
+                head["commits"] += 1
+                _write_head(lake_dir, head)
+            claimed.clear()
+            return out
+    finally:
+        for tmp, _, _ in staged.values(): tmp.unlink(missing_ok=True)
+        if claimed:                    # numbered but not committed: gone (a killed process leaves them; readers ignore them)
+            head = _head(lake_dir) or {"tables": {}}
+            for v in claimed:
+                if v.version not in head["tables"].get(v.table, []): _drop(v)
+
+def _write_head(lake_dir: Path, head: dict) -> None:
+    "Replace the head atomically, flushed to disk first."
+    tmp = lake_dir / f".{HEAD_FILE}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(head, indent=1)); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, lake_dir / HEAD_FILE)
+    finally: tmp.unlink(missing_ok=True)
 
 def write_table(
     lake_dir: str | Path,    # root of the lake
@@ -183,37 +311,10 @@ def write_table(
     df: pl.DataFrame,        # the rows; columns may come in any order
     *,
     run_id: str | None = None,  # the run writing it, recorded in the catalogue
+    expect: int | None = -1,    # the version this write was derived from (None: absent); -1 checks nothing
 ) -> TableVersion:
     "Store `df` as a new version of table `name` (or reuse the latest if identical); never overwrites."
-    spec = table_spec(name)
-    if not isinstance(df, pl.DataFrame):
-        msg = f"table '{name}': expected a polars DataFrame, got {type(df).__name__}"
-        raise TypeError(msg)
-    check_schema(name, df.schema)
-    df = df.select(list(spec.schema))
-    folder = Path(lake_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".tmp-{uuid.uuid4().hex}.parquet"
-    try:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
-        fp = fingerprint_file(tmp)
-        existing = table_versions(lake_dir, name)
-        if existing and existing[-1].fingerprint == fp:
-            return existing[-1]._replace(reused=True)
-        version = existing[-1].version + 1 if existing else 1
-        while not _atomic_create(tmp, folder / f"{_vname(version)}.parquet"): version += 1
-        rec = TableVersion(name, version, folder / f"{_vname(version)}.parquet", df.height, fp,
-                           now().isoformat(timespec="seconds"), run_id)
-        meta = {k: v for k, v in rec.to_json().items() if k not in ("path", "reused")}
-        meta["schema"] = {c: str(t) for c, t in spec.schema.items()}
-        tmp_meta = folder / f".tmp-{uuid.uuid4().hex}.json"
-        tmp_meta.write_text(json.dumps(meta, indent=1))
-        try:
-            if not _atomic_create(tmp_meta, folder / f"{_vname(version)}.json"):
-                raise FileExistsError(f"table '{name}': version {version} already has a record")
-        finally: tmp_meta.unlink(missing_ok=True)
-        return rec
-    finally: tmp.unlink(missing_ok=True)
+    return commit(lake_dir, {name: df}, run_id=run_id, expect=None if expect == -1 else {name: expect})[name]
 
 # %% ../../nbs/01_lake.ipynb #9ba2a91c
 def table_version(

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import html
+import re
 import os
 import uuid
 from pathlib import Path
@@ -21,9 +22,13 @@ __all__ = ['summary_markdown', 'render_report', 'html_page', 'write_html', 'buil
 
 # %% ../../nbs/55_reports.ipynb #f15c8042
 def _md_table(rows: list[list], header: list[str]) -> str:
-    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    esc = lambda v: html.escape(str(v)).replace("|", "\\|").replace("\n", " ")   # data as text: markup is shown, never run
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
                      ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows])
+
+def _md_text(s: str) -> str:
+    "Text for a markdown paragraph: HTML escaped once, markdown's emphasis and code marks shown as themselves."
+    return re.sub(r"([\\`*_\[\]])", r"\\\1", html.escape(str(s), quote=False))
 
 def summary_markdown(record: RunRecord) -> str:
     "A reviewer's summary of a run, as markdown: status and error first, then inputs, outputs, metrics."
@@ -40,11 +45,11 @@ def summary_markdown(record: RunRecord) -> str:
         if e["ename"] == "ContractError":
             lines = evalue.splitlines()
             out.append(f"**The run failed: a data contract was broken**{' in cell ' + str(e['cell']) if e.get('cell') is not None else ''}. "
-                       f"{html.escape(lines[0])} Nothing was published by the failing step.\n\n" +
-                       "\n".join(f"- {html.escape(l.strip().lstrip('- '))}" for l in lines[1:]))
+                       f"{_md_text(lines[0])} Nothing was published by the failing step.\n\n" +
+                       "\n".join(f"- {_md_text(l.strip().lstrip('- '))}" for l in lines[1:]))
         else:
             out.append(f"**The run failed**{' in cell ' + str(e['cell']) if e.get('cell') is not None else ''}: "
-                       f"`{e['ename']}: {html.escape(evalue)}`. The notebook below ran up to that point.")
+                       f"{html.escape(e['ename'])}: {_md_text(evalue)}. The notebook below ran up to that point.")
     out.append("## Parameters\n\n" + _md_table([[k, repr(v)] for k, v in m.parameters.items()
                                                 if k not in ("project_root", "run_dir")], ["parameter", "value"]))
     for key, title in (("inputs", "Tables read"), ("outputs", "Tables written")):
