@@ -608,20 +608,30 @@ class InputError(ValueError):
     "A file could not be read as a table."
 
 def _convert(s: pl.Series, want) -> pl.Series:
-    "Text to the declared dtype; the text itself when some value does not convert."
-    if want == pl.String or isinstance(want, pl.Enum): return s
-    if want == pl.Date: out = s.str.to_date(strict=False)
+    "Text from a CSV file to the declared dtype (labels to their enum); the text itself when some value does not convert."
+    if want == pl.String: return s
+    if isinstance(want, pl.Enum): out = s.cast(pl.String).cast(want, strict=False)   # unknown labels stay text: the contract names them
+    elif want == pl.Date: out = s.str.to_date(strict=False)
     elif isinstance(want, pl.Datetime): out = s.str.to_datetime(time_unit="us", strict=False)
     elif want == pl.Boolean:
         out = s.str.to_lowercase().replace_strict({"true": True, "false": False, "1": True, "0": False}, default=None, return_dtype=pl.Boolean)
     else: out = s.cast(want, strict=False)
     return out if out.null_count() == s.null_count() else s
 
+def _as_declared(s: pl.Series, want) -> pl.Series:
+    "A parquet column to the declared dtype where only the representation differs (integer or float width, time unit, text labels of an enum)."
+    same_kind = (s.dtype.is_integer() and want.is_integer() or s.dtype.is_float() and want.is_float()
+                 or isinstance(s.dtype, pl.Datetime) and isinstance(want, pl.Datetime)
+                 or s.dtype in (pl.String, pl.Categorical) and isinstance(want, pl.Enum))
+    if s.dtype == want or not same_kind: return s      # a different kind of value: the schema check names it
+    out = s.cast(pl.String).cast(want, strict=False) if isinstance(want, pl.Enum) else s.cast(want, strict=False)
+    return out if out.null_count() == s.null_count() else s
+
 def read_table_file(
     name: str,          # the lake table the file claims to be
     path: str | Path,   # a .parquet or .csv file
 ) -> pl.DataFrame:
-    "Read a file for validation as table `name`; `InputError` when it cannot be read."
+    "Read a file as table `name`, columns converted to their declared types where every value converts; `InputError` when it cannot be read."
     path = Path(path)
     if not path.is_file(): raise InputError(f"{path}: no such file (expected a {name} table)")
     if path.stat().st_size == 0: raise InputError(f"{path}: the file is empty (0 bytes), not a {name} table")
@@ -632,10 +642,11 @@ def read_table_file(
             first = str(e).strip().splitlines()[0]
             raise InputError(f"{path}: cannot be read as a {name} table from CSV (UTF-8 with a header row expected): {first}") from None
         return df.with_columns([_convert(df[c], schema[c]) for c in df.columns if c in schema])
-    try: return pl.read_parquet(path)
+    try: df = pl.read_parquet(path)
     except Exception as e:
         first = str(e).strip().splitlines()[0]
         raise InputError(f"{path}: cannot be read as a {name} table from parquet (truncated or not a parquet file?): {first}") from None
+    return df.with_columns([_as_declared(df[c], schema[c]) for c in df.columns if c in schema])
 
 # %% ../../nbs/04_contracts.ipynb #e9b68475
 def break_rule(

@@ -25,7 +25,8 @@ __all__ = ['ENGINES', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Eng
            'latest_segmenter', 'taken_this_wave', 'build_audience', 'prior_wave', 'Wave', 'campaign_arms',
            'assign_wave', 'PolarsEngine', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation',
            'read_allocation', 'WaveMetrics', 'wave_metrics', 'WaveRows', 'wave_rows', 'feedback_policy', 'Feedback',
-           'fold_feedback', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
+           'FeedbackError', 'check_batch', 'contradictions', 'fold_feedback', 'FeedbackMetrics', 'feedback_metrics',
+           'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -332,13 +333,60 @@ def feedback_policy(reward: str) -> Policy:
 # %% ../../nbs/35_waves.ipynb #af2973d9
 class Feedback(NamedTuple):
     "A batch of a wave's events folded into the campaign's state."
-    events: pl.DataFrame        # the batch, as checked
+    events: pl.DataFrame        # the batch, as checked (consistent events only)
     before: BanditState         # the campaign's state before the batch
     state: BanditState          # after it (the same when nothing was new)
     n_new: int                  # events the state had not folded in before
-    tables: dict                # events, bandit_state, bandit_seen to publish together ({} when nothing was new)
+    tables: dict                # events, bandit_state, bandit_seen (and events_quarantine) to publish together ({} when nothing changes)
+    quarantined: pl.DataFrame | None = None   # events that contradict the wave's assignments, with the rules they break
 
 # %% ../../nbs/35_waves.ipynb #cec8546b
+class FeedbackError(ValueError):
+    "A batch of events that does not belong to the feedback step it was given to; nothing was folded in."
+
+def check_batch(
+    events: pl.DataFrame,
+    *,
+    campaign_id: str,
+    wave: int,
+    stored: pl.DataFrame | None = None,   # the lake's events: ids already folded in, with their campaign and wave
+) -> None:
+    "Refuse a batch that belongs to another campaign or wave, or whose ids were already used by another wave's events."
+    other = events.filter((pl.col("campaign_id") != campaign_id) | (pl.col("wave") != wave))
+    if other.height:
+        found = other.group_by("campaign_id", "wave").len().sort("len", descending=True)
+        said = ", ".join(f"{n:,} of campaign '{c}' wave {w}" for c, w, n in found.head(3).iter_rows())
+        raise FeedbackError(f"the events are not all of campaign '{campaign_id}' wave {wave}: {said} (of {events.height:,}); "
+                            "nothing was folded in: feed each wave its own events")
+    if stored is not None and stored.height:
+        reused = events.select("event_id").join(stored.select("event_id", "campaign_id", "wave"), on="event_id")
+        reused = reused.filter((pl.col("campaign_id") != campaign_id) | (pl.col("wave") != wave))
+        if reused.height:
+            c, w = reused.row(0)[1:]
+            raise FeedbackError(f"{reused.height:,} event id(s) of this batch (e.g. {reused['event_id'][0]!r}) were folded in before as "
+                                f"events of campaign '{c}' wave {w}; an event id names one event of the whole chain, so this file "
+                                "repeats another wave's events: nothing was folded in")
+
+_SKEW = dt.timedelta(days=1)   # events may carry a clock up to a day behind the assignment's
+
+def contradictions(
+    events: pl.DataFrame,       # one wave's batch, past its contract
+    rows: pl.DataFrame,         # the wave's assignment rows
+    stored: pl.DataFrame | None = None,   # the lake's events (earlier batches' sends count)
+) -> pl.DataFrame:              # the events that contradict the assignments, with `failed_rules`
+    "Events the wave's assignments rule out: a holdout customer's, another variant than assigned, a response without a send, or dated before the wave."
+    j = events.join(rows.select("customer_id", "arm", assigned=pl.col("variant_id"), assigned_at="assigned_at"), on="customer_id", how="left")
+    earlier = stored.join(rows.select("campaign_id", "wave").unique(), on=["campaign_id", "wave"]) if stored is not None else events.clear()
+    sent = pl.concat([events, earlier]).filter(event_type="send").select("customer_id").unique()
+    checks = {"the customer was held out of this wave": pl.col("arm") == "holdout",
+              "the variant is not the one assigned": (pl.col("arm") == "treatment") & (pl.col("variant_id") != pl.col("assigned")),
+              "a response without a send": (pl.col("event_type") != "send") & ~pl.col("customer_id").is_in(sent["customer_id"].implode()),
+              "dated before the wave was assigned": pl.col("occurred_at") < pl.col("assigned_at") - _SKEW}
+    broken = j.with_columns(failed_rules=pl.concat_str([pl.when(c.fill_null(False)).then(pl.lit(r)) for r, c in checks.items()],
+                                                       separator="; ", ignore_nulls=True))
+    return broken.filter(pl.col("failed_rules") != "").select(*events.columns, "failed_rules")
+
+# %% ../../nbs/35_waves.ipynb #434e5b21
 def fold_feedback(
     engine: Engine,
     reader: Reader,
@@ -348,24 +396,36 @@ def fold_feedback(
     reward: str,                # event that counts as success (open, click, conversion), or revenue
     discount: float = 1.0,      # weight older evidence keeps: 1 keeps everything
 ) -> Feedback:
-    "Check a wave's events against their contract and fold the new ones into the campaign's next state version."
+    """Check a wave's events (their campaign and wave, their contract, against the assignments) and fold the new ones into the
+    campaign's next state version; events the assignments rule out are set aside in `events_quarantine`, not folded."""
     campaign_id, w = str(wave.rows["campaign_id"][0]), int(wave.rows["wave"][0])
+    old_events = reader.read("events", validate=False) if reader.has("events") else None
+    check_batch(events, campaign_id=campaign_id, wave=w, stored=old_events)
     res = engine.check(reader, "events", events, references={"assignments": wave.assignments, "variants": wave.variants},
                        source=f"events of wave {w}")
-    if not res.success: raise ContractError([res])
+    if not res.success and events.height: raise ContractError([res])
+    bad = contradictions(events, wave.rows, old_events)
+    events = events.join(bad.select("event_id"), on="event_id", how="anti")
     lake_state = reader.read("bandit_state")
     lake_seen = reader.read("bandit_seen", validate=False) if reader.has("bandit_seen") else None
     state = state_for_campaign(lake_state, lake_seen, reader.read("arms").filter(campaign_id=campaign_id), feedback_policy(reward))
     with_segment = events.join(wave.rows.select("customer_id", "segment"), on="customer_id")
     new = engine.update(state, with_segment, reward=reward, discount=None if discount == 1.0 else discount)
     n_new = new.seen.height - state.seen.height
-    if n_new == 0: return Feedback(events, state, state, 0, {})
-    old_events = reader.read("events", validate=False) if reader.has("events") else events.clear()
+    quarantine = _quarantine(reader, bad)
+    if n_new == 0: return Feedback(events, state, state, 0, quarantine, bad)
+    old_events = old_events if old_events is not None else events.clear()
     old_seen = lake_seen if lake_seen is not None else new.seen.clear()
     tables = {"events": pl.concat([old_events, events.join(old_events.select("event_id"), on="event_id", how="anti")]),
               "bandit_state": pl.concat([lake_state, new.table]),
               "bandit_seen": pl.concat([old_seen, new.seen.join(old_seen.select("event_id"), on="event_id", how="anti")])}
-    return Feedback(events, state, new, n_new, tables)
+    return Feedback(events, state, new, n_new, tables | quarantine, bad)
+
+def _quarantine(reader: Reader, bad: pl.DataFrame) -> dict:
+    "The events_quarantine table with this batch's contradicting events added (nothing when there are none new)."
+    old = reader.read("events_quarantine", validate=False) if reader.has("events_quarantine") else bad.clear()
+    fresh = bad.join(old.select("event_id"), on="event_id", how="anti")
+    return {"events_quarantine": pl.concat([old, fresh])} if fresh.height else {}
 
 # %% ../../nbs/35_waves.ipynb #b81dc3fe
 @dataclasses.dataclass(frozen=True)
@@ -384,6 +444,7 @@ class FeedbackMetrics(Metrics):
     reward_rate: float   # reward per send in the batch: successes per send, or revenue per send
     source: str
     engine: str
+    quarantined_events: int = 0   # events the wave's assignments rule out, set aside in events_quarantine
 
 def feedback_metrics(fb: Feedback, engine: Engine, *, campaign_id: str, wave: int, reward: str, source: str) -> FeedbackMetrics:
     "The headline metrics of a folded batch."
@@ -392,7 +453,7 @@ def feedback_metrics(fb: Feedback, engine: Engine, *, campaign_id: str, wave: in
     revenue = float(fb.events["revenue"].sum())
     return FeedbackMetrics(campaign_id, wave, fb.n_new, fb.state.version, n.get("send", 0), n.get("open", 0), n.get("click", 0),
                            n.get("conversion", 0), round(revenue, 2), (revenue if reward == "revenue" else n.get(reward, 0)) / max(n.get("send", 0), 1),
-                           source, engine.name)
+                           source, engine.name, fb.quarantined.height if fb.quarantined is not None else 0)
 
 # %% ../../nbs/35_waves.ipynb #35206561
 class Segmentation(NamedTuple):
