@@ -27,6 +27,7 @@ install: $(STAMP)
 # the main job: the whole campaign cycle (synthetic chain, contracts, champion segmentation, two campaigns'
 # variants, WAVES waves of allocation and feedback, lift), resumable: rerun it to continue after a failure
 demo: $(STAMP)
+	$(BIN)/campaign-lab init
 	$(BIN)/campaign-lab cycle --campaign campaigns/win_back.yaml --campaign campaigns/spring.yaml --waves $(WAVES) --n-customers $(N)
 	@echo; echo "Reviewer's index: $(CURDIR)/runs/index.html"
 

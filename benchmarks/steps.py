@@ -86,6 +86,7 @@ def cycle(env: dict, customers: int, waves: int, root: Path = ROOT) -> dict:
 
 def scratch(name: str, **extra) -> dict:
     d = Path(tempfile.mkdtemp(prefix=f"steps-{name}-"))
+    for sub in ("lake", "runs"): (d / sub).mkdir()   # what `campaign-lab init` makes
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_LAB_")}
     return env | {"CAMPAIGN_LAB_LAKE_DIR": str(d / "lake"), "CAMPAIGN_LAB_RUNS_DIR": str(d / "runs")} | extra
 

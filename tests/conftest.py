@@ -31,6 +31,7 @@ def project(tmp_path, monkeypatch) -> Path:
     for k in list(os.environ):
         if k.startswith("CAMPAIGN_LAB_"): monkeypatch.delenv(k)
     (tmp_path / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts"))
+    for d in ("lake", "runs"): (tmp_path / d).mkdir(exist_ok=True)   # what `campaign-lab init` makes
     shutil.copytree(REPO / "campaigns", tmp_path / "campaigns")
     return tmp_path
 

@@ -86,3 +86,45 @@ def test_plain_papermill_failure_exits_nonzero(project, tmp_path):
                         "-k", "python3", "-p", "n_customers", "10", "--cwd", str(tmp_path)],
                        capture_output=True, text=True, env=cli_env(), timeout=600)
     assert r.returncode == 1 and "project_root is empty" in r.stderr
+
+
+def test_only_a_folder_inside_the_runs_folder_is_a_run(project, tmp_path):
+    "Paths are refused as run ids, and a forged manifest outside runs/ is never read or promoted."
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "manifest.json").write_text(json.dumps({"run_id": "../outside", "pipeline": "segment_fit", "status": "succeeded",
+                                                       "started_at": "2026-11-02T00:00:00+00:00", "parameters": {}}))
+    (outside / "segmenter.json").write_text("{}")
+    rel = f"../{outside.name}"
+    for args in (["runs", "show", rel], ["runs", "show", str(outside)], ["runs", "lineage", rel], ["promote", "segmenter", rel]):
+        r = cl(*args, root=project)
+        assert r.returncode == 2 and "is not a run id" in r.stderr, (args, r.stdout, r.stderr)
+    assert not (project / "runs" / "registry.json").exists()
+
+
+def test_missing_folders_name_their_setting_and_init_creates_them(project):
+    import shutil
+    shutil.rmtree(project / "lake"); shutil.rmtree(project / "runs")
+    for args in (["runs", "list"], ["lake"], ["run", "synth"], ["cycle", "--campaign", "campaigns/spring.yaml"]):
+        r = cl(*args, root=project)
+        assert r.returncode == 2 and "(setting lake_dir)" in r.stderr and "(setting runs_dir)" in r.stderr, (args, r.stderr)
+    assert not (project / "lake").exists() and not (project / "runs").exists()   # the cycle drew no chain into a typo'd place
+    r = cl("init", root=project)
+    assert r.returncode == 0 and "lake_dir:" in r.stdout and (project / "lake").is_dir() and (project / "runs").is_dir()
+    assert cl("runs", "list", root=project).returncode == 0
+
+
+def test_a_read_only_runs_folder_is_a_clear_error_not_a_traceback(project):
+    import os
+    runs = project / "runs"
+    if os.geteuid() == 0:   # root writes through permissions: a read-only filesystem it is
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(runs)], capture_output=True).returncode != 0:
+            import pytest; pytest.skip("cannot mount a read-only tmpfs here")
+    else: runs.chmod(0o500)
+    try:
+        r = cl("run", "synth", "-p", "n_customers=100", root=project)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert ("Read-only file system" in r.stderr or "Permission denied" in r.stderr) and str(runs) in r.stderr, r.stderr
+    finally:
+        if os.geteuid() == 0: subprocess.run(["umount", str(runs)], capture_output=True)
+        else: runs.chmod(0o700)

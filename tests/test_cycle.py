@@ -29,6 +29,7 @@ def new_project(path: Path) -> Path:
     path.mkdir(parents=True)
     text = SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts")
     (path / "settings.ini").write_text(text.replace("n_customers = 2000", f"n_customers = {N_CUSTOMERS}"))
+    for d in ("lake", "runs"): (path / d).mkdir(exist_ok=True)   # what `campaign-lab init` makes
     shutil.copytree(REPO / "campaigns", path / "campaigns")
     return path
 
@@ -197,6 +198,7 @@ def test_killed_in_the_middle_resumes_to_the_same_final_state(cycled, tmp_path):
     assert killed["status"] == "running"                                # it never recorded an outcome ...
     from campaign_lab.records import list_runs
     assert next(r for r in list_runs(root / "runs") if r.run_id == killed["run_id"]).status == "interrupted"   # ... and says so
+    assert killed["run_id"] in (root / "runs" / "index.html").read_text()    # listed in the index from its start, not only at the next run
     for table in TABLES:                                                # no half-written version anywhere
         for v in table_versions(root / "lake", table):
             assert fingerprint_file(v.path) == v.fingerprint, v

@@ -10,6 +10,7 @@ from conftest import SETTINGS, REPO
 def _project(root, extra=""):
     root.mkdir(parents=True, exist_ok=True)
     (root / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts") + extra)
+    for d in ("lake", "runs"): (root / d).mkdir(exist_ok=True)   # what `campaign-lab init` makes
     runs = root / "runs"
     for w, rate in enumerate([0.030, 0.032, 0.012]):
         rid = f"20261101T00000{w}Z_feedback_00000{w}"

@@ -42,6 +42,7 @@ def hostile(tmp_path_factory):
     from conftest import REPO, SETTINGS
     root = tmp_path_factory.mktemp("hostile")
     (root / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts"))
+    for d in ("lake", "runs"): (root / d).mkdir(exist_ok=True)   # what `campaign-lab init` makes
     (root / "campaigns").mkdir()
     spec = (REPO / "campaigns" / "spring.yaml").read_text()
     spec = (spec.replace("campaign_id: spring_menu", "campaign_id: marked_up").replace("brand: Bella Cucina", f"brand: {json.dumps(PAYLOAD)}")

@@ -45,6 +45,7 @@ def pair(tmp_path_factory):
     root.mkdir()
     (root / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts")
                                        .replace("n_customers = 2000", "n_customers = 3000"))
+    for d in ("lake", "runs"): (root / d).mkdir(exist_ok=True)   # what `campaign-lab init` makes
     shutil.copytree(REPO / "campaigns", root / "campaigns")
     ok(cli(root, "run", "synth"))
     ok(cli(root, "run", "segment_fit"))

@@ -15,6 +15,7 @@ def cycle(tmp_path_factory):
     from conftest import REPO, SETTINGS
     root = tmp_path_factory.mktemp("cycle")
     (root / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts"))
+    for d in ("lake", "runs"): (root / d).mkdir(exist_ok=True)   # what `campaign-lab init` makes
     shutil.copytree(REPO / "campaigns", root / "campaigns")
     assert execute("synth", {"n_customers": 8000, "seed": 3}, root=root).ok
     assert execute("variants", root=root).ok

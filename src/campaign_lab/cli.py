@@ -18,10 +18,10 @@ from .execute import execute
 from .pipelines import PipelineError, list_pipelines, notebook_parameters, parse_cli_value, pipeline_path
 from .records import list_runs, load_manifest
 from .registry import lineage, promote
-from .settings import load_settings
+from .settings import Settings, load_settings
 
 # %% auto #0
-__all__ = ['UsageError', 'main']
+__all__ = ['FOLDERS', 'UsageError', 'check_folders', 'main']
 
 # %% ../../nbs/58_cli.ipynb #27b9d6c1
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", help="pipeline name (see `campaign-lab pipelines`)")
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter; repeatable")
     run.add_argument("-f", "--params-file", metavar="FILE", help="YAML file of parameters")
+    sub.add_parser("init", help="create the lake and runs folders the settings name (once per project)")
     sub.add_parser("pipelines", help="list pipelines with their parameters")
     runs = sub.add_parser("runs", help="list runs or show one")
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="list|show|lineage")
@@ -188,6 +189,24 @@ def _cmd_promote(settings, args, out) -> int:
           f"promoted by {e['promoted_by']} at {e['promoted_at']}", file=out)
     return 0
 
+# %% ../../nbs/58_cli.ipynb #e15737c1
+FOLDERS = {"lake_dir": "lake", "runs_dir": "runs", "pipelines_dir": "pipelines", "contracts_dir": "data contracts"}
+
+def check_folders(settings: Settings) -> None:
+    "A `UsageError` naming the setting when a folder the settings name does not exist."
+    missing = [(k, what, getattr(settings, k)) for k, what in FOLDERS.items() if not Path(getattr(settings, k)).is_dir()]
+    if missing:
+        said = " and ".join(f"the {what} folder {path} (setting {k})" for k, what, path in missing)
+        raise UsageError(f"{said} {'does' if len(missing) == 1 else 'do'} not exist: run `campaign-lab init` to create the lake and runs folders, or fix {settings.root / 'settings.ini'}")
+
+def _cmd_init(settings: Settings, out) -> int:
+    for k in ("lake_dir", "runs_dir"):
+        path = Path(getattr(settings, k))
+        print(f"{k}: {path} ({'exists' if path.is_dir() else 'created'})", file=out)
+        path.mkdir(parents=True, exist_ok=True)
+    check_folders(settings)
+    return 0
+
 # %% ../../nbs/58_cli.ipynb #a26e762c
 def main(
     argv: list[str] | None = None,  # arguments; sys.argv[1:] when None
@@ -200,10 +219,15 @@ def main(
     except SystemExit as e: return int(e.code or 0)
     try:
         settings = load_settings(args.root)
+        if args.command == "init": return _cmd_init(settings, out)
+        check_folders(settings)
         cmd = {"run": _cmd_run, "pipelines": _cmd_pipelines, "runs": _cmd_runs, "lake": _cmd_lake,
                "validate": _cmd_validate, "promote": _cmd_promote, "cycle": _cmd_cycle, "alerts": _cmd_alerts}[args.command]
         return cmd(settings, args, out)
     except (UsageError, InputError, PipelineError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"campaign-lab: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:     # a read-only or full folder, a file that vanished: what and where, not a traceback
+        print(f"campaign-lab: error: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", file=sys.stderr)
         return 2

@@ -430,7 +430,8 @@ def failure_from_gx(table, i, r, df, params, personal) -> Failure:
     keys = table_keys(table)
     idx = [{k: (MASK if k in personal else v) for k, v in d.items() if k in keys} for d in res.get("partial_unexpected_index_list") or []]
     values = [tuple(v) if isinstance(v, list) else v for v in (res.get("partial_unexpected_list") or [])]
-    values = _mask_personal([v.item() if hasattr(v, "item") else v for v in values], column, personal)
+    plain = lambda v: v.to_pydatetime() if hasattr(v, "to_pydatetime") else v.item() if hasattr(v, "item") else v   # pandas and numpy scalars
+    values = _mask_personal([plain(v) for v in values], column, personal)
     return Failure(table, column, rule, config.type, res.get("unexpected_count"), values[:5], idx[:5], i)
 
 # %% ../../nbs/04_contracts.ipynb #8dc41101

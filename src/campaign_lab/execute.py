@@ -222,6 +222,7 @@ def execute(
                 "seed": values.get("seed"), "parameters": values, "git": git_state(settings.root),
                 "packages": dict(package_versions()), "kernel": settings.kernel_name, "host": platform.node(), "pid": os.getpid()}
     write_json_atomic(run_dir / "manifest.json", manifest)
+    build_index(settings)   # listed from its start: a run killed with its runner still shows (as interrupted)
     report = run_dir / "report.ipynb"
     t0 = time.perf_counter()
     error = None

@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import NamedTuple
@@ -265,7 +266,9 @@ def commit(
             staged[name] = (tmp, df.height, "")
             try: df.select(list(table_spec(name).schema)).write_parquet(tmp, compression="zstd", statistics=True)
             except pl.exceptions.ComputeError as e:    # polars reports a full disk or an I/O error this way
-                raise OSError(f"lake table '{name}': writing a new version to {folder} failed, nothing was published: {e}") from e
+                free = shutil.disk_usage(folder).free
+                full = f" (the disk is full: {free:,} bytes free)" if free < 1 << 20 else ""
+                raise OSError(f"lake table '{name}': writing a new version to {folder} failed{full}, nothing was published: {e}") from e
             staged[name] = (tmp, df.height, fingerprint_file(tmp))
         with _locked(lake_dir):
             head = _head(lake_dir) or _first_head(lake_dir)

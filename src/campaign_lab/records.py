@@ -169,11 +169,16 @@ def load_manifest(
     runs_dir: str | Path,  # the runs folder
     run_id: str,           # a run id, or an unambiguous prefix or suffix of one
 ) -> RunRecord:
-    "The record of one run; FileNotFoundError when no run or several match."
+    "The record of one run (a folder directly inside the runs folder); FileNotFoundError when no run or several match."
     runs_dir = Path(runs_dir)
-    if (runs_dir / run_id / "manifest.json").exists(): return read_record(runs_dir / run_id / "manifest.json")
-    hits = [p for p in runs_dir.glob("*/manifest.json") if p.parent.name.startswith(run_id) or p.parent.name.endswith(run_id)]
+    if not run_id or run_id.startswith(".") or any(c in run_id for c in "/\\\0"):
+        raise FileNotFoundError(f"'{run_id}' is not a run id: a run is a folder directly inside the runs folder {runs_dir}")
+    if (runs_dir / run_id / "manifest.json").exists(): hits = [runs_dir / run_id / "manifest.json"]
+    else: hits = [p for p in runs_dir.glob("*/manifest.json") if p.parent.name.startswith(run_id) or p.parent.name.endswith(run_id)]
     if len(hits) != 1:
         msg = f"{'no run' if not hits else 'several runs'} match '{run_id}' in {runs_dir}"
         raise FileNotFoundError(msg)
-    return read_record(hits[0])
+    rec = read_record(hits[0])
+    if rec.run_id != hits[0].parent.name:
+        raise ValueError(f"{hits[0]}: the manifest names run '{rec.run_id}', not its own folder '{hits[0].parent.name}'; it is not trusted")
+    return rec

@@ -88,6 +88,8 @@ def resolve_alias(
         msg = f"no {kind} is promoted as '{alias}': run `campaign-lab promote {kind} RUN_ID --alias {alias}`"
         raise FileNotFoundError(msg)
     path = Path(runs_dir) / entry["artefact"]
+    if not path.resolve().is_relative_to(Path(runs_dir).resolve()):
+        raise ValueError(f"the registry's {kind} '{alias}' points outside the runs folder ({entry['artefact']}); it is not trusted")
     if fingerprint_file(path) != entry["fingerprint"]:
         raise ValueError(f"{path} changed since it was promoted (fingerprint differs); promote it again if intended")
     return path
@@ -113,6 +115,7 @@ def lineage(
     max_depth: int = 20,
 ) -> list[dict]:           # depth, run_id, pipeline, status, via (what linked it to the run above), repeat (expanded above)
     "The runs a run depends on, depth first (each expanded once): the tables and models that link them."
+    load_manifest(runs_dir, run_id)   # the run asked about must exist (an error naming it); upstream runs may be gone
     out, seen = [], set()
     def walk(rid: str, depth: int, via: str):
         try: m = load_manifest(runs_dir, rid)

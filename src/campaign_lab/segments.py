@@ -177,10 +177,11 @@ def profile(
 ) -> pl.DataFrame:         # segment, name, n_customers, share, spend_share, and each feature's median
     "Describe and name each segment."
     d = feats.with_columns(segment)
-    prof = (d.group_by("segment").agg(n_customers=pl.len(), spend=pl.col("monetary").sum(),
-                                      **{f: pl.col(f).median() for f in FEATURES})
-            .with_columns(share=pl.col("n_customers") / pl.col("n_customers").sum(),
-                          spend_share=pl.col("spend") / pl.col("spend").sum()).sort("segment"))
+    prof = d.group_by("segment").agg(n_customers=pl.len(), **{f: pl.col(f).median() for f in FEATURES}).sort("segment")
+    # spend per segment summed in one fixed order: a parallel sum's last digit depends on the threads (same inputs, same bytes)
+    spend = np.bincount(d["segment"].to_numpy(), weights=d["monetary"].to_numpy())
+    prof = prof.with_columns(spend=pl.Series(spend[prof["segment"].to_numpy()])).with_columns(
+        share=pl.col("n_customers") / pl.col("n_customers").sum(), spend_share=pl.col("spend") / pl.col("spend").sum())
     pop_ticket = float(d.filter(pl.col("frequency") > 0)["avg_ticket"].median() or 1.0)
     pop_freq = float(d.filter(pl.col("frequency") > 0)["frequency"].median() or 1.0)
     return name_profiles(prof, pop_ticket, pop_freq)

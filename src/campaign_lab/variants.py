@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import string
+import unicodedata
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -102,18 +103,51 @@ def _check_condition(cond, where, path):
 def _placeholders(text: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
 
+# %% ../../nbs/20_variants.ipynb #a300ce73
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+def _at(e) -> str:
+    "Where a YAML error is, without the text around it (a wrong file's content never reaches a report)."
+    m = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    return f" at line {m.line + 1}, column {m.column + 1}" if m is not None else ""
+
+def _plain_yaml(text: str, source: str) -> None:
+    "Refuse what a spec never needs and an attacker uses: anchors and aliases (exponential expansion), and tags."
+    try:
+        for ev in yaml.parse(text):
+            line = ev.start_mark.line + 1
+            if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
+                raise SpecError(f"{source}: line {line}: YAML anchors and aliases (&name, *name) are not allowed in a campaign spec; write the values out")
+            tag = getattr(ev, "tag", None)
+            if tag and not (tag in _PLAIN_TAGS or tag == "!"):
+                raise SpecError(f"{source}: line {line}: the YAML tag {tag!r} is not allowed in a campaign spec (plain values only)")
+    except yaml.YAMLError as e: raise SpecError(f"{source}: not valid YAML{_at(e)}: {getattr(e, 'problem', None) or 'cannot be parsed'}") from None
+
+def _no_control_characters(value, where, path: tuple = ()) -> None:
+    "Refuse control and invisible format characters (NUL, right-to-left override, zero-width) in any text of a spec."
+    if isinstance(value, dict):
+        for k, v in value.items(): _no_control_characters(v, where, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value): _no_control_characters(v, where, path + (i,))
+    elif isinstance(value, str):
+        bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf")), None)
+        if bad is not None:
+            raise where(path, f"contains the control character U+{ord(bad):04X} ({unicodedata.name(bad, 'unnamed')}): subjects and texts are plain printable text")
+
 # %% ../../nbs/20_variants.ipynb #e0dee3d9
 def parse_spec(
     text: str,                   # YAML text of a campaign spec
     source: str = "<spec>",      # file name for messages
 ) -> CampaignSpec:
     "Validate a campaign spec; `SpecError` names the line and field of the first problem."
+    _plain_yaml(text, source)
     try: node = yaml.compose(text)
-    except yaml.YAMLError as e: raise SpecError(f"{source}: not valid YAML: {e}") from None
+    except yaml.YAMLError as e: raise SpecError(f"{source}: not valid YAML{_at(e)}: {getattr(e, 'problem', None) or 'cannot be parsed'}") from None
     lines: dict = {}
     try: d = _plain(node, (), lines) if node is not None else None
     except SpecError as e: raise SpecError(f"{source}:{str(e)[5:]}") from None
     where = _Where(source, lines)
+    _no_control_characters(d, where)
     if not isinstance(d, dict): raise where((), "a campaign spec is a mapping of keys (campaign_id, factors, templates, ...)")
     for k in d:
         if k not in _TOP: raise where((k,), f"unknown key (known: {', '.join(sorted(_TOP))})")

@@ -23,10 +23,10 @@ from .settings import Settings
 # %% auto #0
 __all__ = ['ENGINES', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Engine', 'resolve_engine', 'open_engine', 'Audience',
            'latest_segmenter', 'taken_this_wave', 'build_audience', 'prior_wave', 'Wave', 'campaign_arms',
-           'assign_wave', 'PolarsEngine', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation',
-           'read_allocation', 'WaveMetrics', 'wave_metrics', 'WaveRows', 'wave_rows', 'feedback_policy', 'Feedback',
-           'FeedbackError', 'check_batch', 'contradictions', 'fold_feedback', 'FeedbackMetrics', 'feedback_metrics',
-           'Segmentation', 'apply_segmenter']
+           'assign_wave', 'unanswered', 'PolarsEngine', 'VariantShare', 'send_list', 'allocation_record',
+           'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics', 'WaveRows', 'wave_rows',
+           'feedback_policy', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions', 'fold_feedback',
+           'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -180,6 +180,7 @@ class Wave(NamedTuple):
     state: BanditState          # the state the wave was drawn from
     audience: Audience | None   # None when the wave was assigned before (a rerun)
     tables: dict                # table name -> frame to publish together ({} on a rerun)
+    warning: str = ""           # what a reviewer should know before sending (e.g. the previous wave's feedback is missing)
 
     @property
     def reused(self) -> bool: return self.audience is None
@@ -221,7 +222,14 @@ def assign_wave(
     tables = {"assignments": pl.concat([previous, rows]) if previous is not None else rows}
     if lake_state is None or lake_state.filter(campaign_id=campaign_id).is_empty():
         tables["bandit_state"] = pl.concat([lake_state, state.table]) if lake_state is not None else state.table
-    return Wave(rows, state, audience, tables)
+    return Wave(rows, state, audience, tables, unanswered(reader, campaign_id=campaign_id, wave=wave))
+
+def unanswered(reader: Reader, *, campaign_id: str, wave: int) -> str:
+    "A warning when the previous wave's feedback is not in: this wave then allocates without what it taught."
+    if wave == 0: return ""
+    folded = reader.read("events", validate=False).filter(campaign_id=campaign_id, wave=wave - 1).height if reader.has("events") else 0
+    return "" if folded else (f"wave {wave - 1} of '{campaign_id}' has no feedback folded in yet: wave {wave} is allocated from the "
+                              f"state before it (run feedback for wave {wave - 1} first unless that is intended)")
 
 # %% ../../nbs/35_waves.ipynb #91a3bf3c
 class PolarsEngine:
@@ -299,6 +307,7 @@ class WaveMetrics(Metrics):
     distinct_variants_sent: int
     top5_share: float                   # share of the emails on the five most sent variants
     reused: bool = False                # the wave was assigned before; nothing new was written
+    warning: str = ""                   # e.g. the previous wave's feedback was not in when this one was assigned
 
 def wave_metrics(w: Wave, engine: Engine, policy: Policy) -> WaveMetrics:
     "The headline metrics of an assigned wave."
@@ -307,7 +316,7 @@ def wave_metrics(w: Wave, engine: Engine, policy: Policy) -> WaveMetrics:
     return WaveMetrics(str(w.rows["campaign_id"][0]), int(w.rows["wave"][0]), treated.height, w.rows.height - treated.height,
                        int(w.rows["state_version"][0]), policy.name, engine.name, w.rows["segment"].n_unique(),
                        0 if w.audience is None else w.audience.n_taken, treated["variant_id"].n_unique(),
-                       round(float(top5 / max(treated.height, 1)), 5), w.reused)
+                       round(float(top5 / max(treated.height, 1)), 5), w.reused, w.warning)
 
 # %% ../../nbs/35_waves.ipynb #806e1af2
 class WaveRows(NamedTuple):
