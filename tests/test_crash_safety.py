@@ -224,6 +224,7 @@ def two_campaigns(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow   # real pipeline processes (the fixture runs five steps)
 def test_two_campaigns_waves_at_the_same_moment_keep_both_and_email_nobody_twice(two_campaigns, tmp_path):
     root = tmp_path / "p"
     shutil.copytree(two_campaigns, root, symlinks=True)
@@ -236,6 +237,7 @@ def test_two_campaigns_waves_at_the_same_moment_keep_both_and_email_nobody_twice
     assert read_table(root / "lake", "assignments").filter(wave=0)["customer_id"].is_duplicated().sum() == 0
 
 
+@pytest.mark.slow   # real pipeline processes (the fixture runs five steps)
 def test_two_identical_waves_at_the_same_moment_assign_once_and_the_second_says_so(two_campaigns, tmp_path):
     root = tmp_path / "p"
     shutil.copytree(two_campaigns, root, symlinks=True)

@@ -99,7 +99,7 @@ def test_revenue_that_is_not_a_plausible_bill_breaks_the_contract(proj, base, re
     _, ev = base
     conv = pl.col("event_type") == "conversion"
     first = conv & (pl.int_range(pl.len()) == pl.int_range(pl.len()).filter(conv).min())
-    with pytest.raises(ContractError, match="revenue"):
+    with pytest.raises(ContractError, match="revenue is a plausible bill"):   # NaN too: not "never null"
         feedback(proj, ev.with_columns(revenue=pl.when(first).then(revenue).otherwise(pl.col("revenue"))))
 
 

@@ -20,7 +20,8 @@ from campaign_lab.registry import promote
 from conftest import BIN, cli_env
 from test_browser import CHROMIUM, browse
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test installs it when run as root)")
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test installs it when run as root)"),
+              pytest.mark.slow]   # ten pipeline runs and a cycle: about a minute, in make test-slow
 
 PAYLOAD = "<img src=x onerror=document.title=7>"   # short: subjects are at most 78 characters
 SCRIPT = "<script>document.title=7</script>"

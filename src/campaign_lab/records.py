@@ -15,13 +15,19 @@ from pathlib import Path
 from typing import ClassVar
 
 # %% auto #0
-__all__ = ['STATUSES', 'now', 'new_run_id', 'write_json_atomic', 'Metrics', 'RunRecord', 'read_record', 'list_runs',
+__all__ = ['CLOCK_ENV', 'STATUSES', 'now', 'new_run_id', 'write_json_atomic', 'Metrics', 'RunRecord', 'read_record', 'list_runs',
            'load_manifest']
 
 # %% ../../nbs/00_records.ipynb #ceaf2d65
+CLOCK_ENV = "CAMPAIGN_LAB_CLOCK"   # an ISO time (UTC) that pins `now`: same inputs, seed and clock, same bytes
+
 def now() -> dt.datetime:
-    "The current time, UTC, timezone-aware: the one clock of run records."
-    return dt.datetime.now(dt.timezone.utc)
+    "The current time, UTC, timezone-aware: the one clock of run records and of the tables' time columns."
+    pinned = os.environ.get(CLOCK_ENV)
+    if not pinned: return dt.datetime.now(dt.timezone.utc)
+    try: t = dt.datetime.fromisoformat(pinned)
+    except ValueError: raise ValueError(f"{CLOCK_ENV}={pinned!r} is not an ISO time (e.g. 2026-11-02T09:00:00)") from None
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 
 # %% ../../nbs/00_records.ipynb #17e14079
 def new_run_id(

@@ -128,7 +128,8 @@ def _parse(key: str, raw: str, where: str, root: Path):
         raise ValueError(msg) from None
     raise TypeError(f"settings: no parser for {kind}")
 
-_NOT_SETTINGS = (ENV_PREFIX + "ROOT", ENV_PREFIX + "USER")   # the project root; who promotes models (see registry.promote)
+_NOT_SETTINGS = (ENV_PREFIX + "ROOT", ENV_PREFIX + "USER", ENV_PREFIX + "CLOCK")   # the project root; who promotes models (see
+# registry.promote); a pinned clock (see records.now)
 
 _KIND_NAMES = {"Path": "a path", "int": "an integer", "float": "a number",
                "dt.date": "a date (YYYY-MM-DD)", "str": "a non-empty string"}

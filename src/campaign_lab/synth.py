@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from .draws import keyed_uniform, keyed_uniforms, stream_key
-from .records import Metrics
+from .records import Metrics, now as utc_now
 from .lake import DAYPARTS, EVENT_TYPES, OFFER_TYPES, TABLES, TONALITIES
 
 # %% auto #0
@@ -438,7 +438,7 @@ def respond(
         raise ValueError(msg)
     if sent.is_empty(): return pl.DataFrame(schema=TABLES["events"].schema)
     cid, wave = sent["campaign_id"][0], int(sent["wave"][0])
-    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = now or utc_now().replace(tzinfo=None)
     p = response_probabilities(sent, sent["tonality"], sent["offer_type"], sent["offer_value"], model=model)
     u_open, u_click, u_conv = keyed_uniforms(seed, [stream_key(cid, wave, s) for s in ("open", "click", "convert")],
                                              sent["customer_id"].to_numpy())

@@ -218,7 +218,7 @@ def assign_wave(
         msg = (f"campaign '{campaign_id}' has no eligible customer left in wave {wave}: {audience.n_taken:,} were already emailed "
                "this wave by other campaigns; give the campaigns different audiences or priorities")
         raise ValueError(msg)
-    rows = engine.assign(state, audience, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id)
+    rows = engine.assign(state, audience, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id).sort("customer_id")
     tables = {"assignments": pl.concat([previous, rows]) if previous is not None else rows}
     if lake_state is None or lake_state.filter(campaign_id=campaign_id).is_empty():
         tables["bandit_state"] = pl.concat([lake_state, state.table]) if lake_state is not None else state.table
@@ -425,9 +425,10 @@ def fold_feedback(
     if n_new == 0: return Feedback(events, state, state, 0, quarantine, bad)
     old_events = old_events if old_events is not None else events.clear()
     old_seen = lake_seen if lake_seen is not None else new.seen.clear()
-    tables = {"events": pl.concat([old_events, events.join(old_events.select("event_id"), on="event_id", how="anti")]),
+    # new rows in one canonical order (joins do not keep row order): same inputs, same bytes
+    tables = {"events": pl.concat([old_events, events.join(old_events.select("event_id"), on="event_id", how="anti").sort("event_id")]),
               "bandit_state": pl.concat([lake_state, new.table]),
-              "bandit_seen": pl.concat([old_seen, new.seen.join(old_seen.select("event_id"), on="event_id", how="anti")])}
+              "bandit_seen": pl.concat([old_seen, new.seen.join(old_seen.select("event_id"), on="event_id", how="anti").sort("campaign_id", "event_id")])}
     return Feedback(events, state, new, n_new, tables | quarantine, bad)
 
 def _quarantine(reader: Reader, bad: pl.DataFrame) -> dict:
