@@ -71,3 +71,15 @@ def test_notebooks_are_numbered_in_import_order(graph):
     assert set(graph) <= set(number), set(graph) - set(number)
     wrong = [(m, t) for m, deps in graph.items() for t, _ in deps if t != m and number[t] >= number[m]]
     assert wrong == [], f"imports of a module from a notebook numbered the same or higher: {wrong}"
+
+
+def test_each_exported_cell_defines_one_public_function():
+    "Library notebooks teach one function at a time: an exported cell holds at most one public function (helpers are private)."
+    crowded = []
+    for nb in sorted((REPO / "nbs").glob("[0-9][0-9]_*.ipynb")):
+        for i, c in enumerate(json.loads(nb.read_text())["cells"]):
+            src = "".join(c["source"])
+            if c["cell_type"] == "code" and src.startswith("#| export"):
+                public = re.findall(r"^def ([A-Za-z]\w*)", src, re.M)
+                if len(public) > 1: crowded.append((nb.name, i, public))
+    assert crowded == [], crowded

@@ -180,6 +180,7 @@ def prob_best_beta(
     p = _prob_best(mu, sd, lambda g, x: special.betainc(a[g], b[g], np.clip(x, 0.0, 1.0)), counts, grid)
     return p[inv.ravel()]
 
+# %% ../../nbs/30_bandit.ipynb #dd7e5dec
 def prob_best_normal(
     mean: np.ndarray,    # posterior mean per arm
     sd: np.ndarray,      # posterior sd per arm
@@ -389,6 +390,7 @@ def update(
                 .agg(new_s=pl.len(), new_r=pl.col("revenue").sum(), new_rr=pl.lit(0.0)).collect())
     return fold(state, ev.select("campaign_id", "event_id"), sends, succ, discount=discount, prior=prior, at=at)
 
+# %% ../../nbs/30_bandit.ipynb #1875029c
 def fold(
     state: BanditState,
     new_ids: pl.DataFrame,     # campaign_id, event_id of the batch's new events
@@ -446,6 +448,7 @@ def make_policy(name: str, **fields) -> Policy:
     if unknown: raise ValueError(f"policy '{name}' has no field(s) {', '.join(sorted(unknown))} (fields: {', '.join(sorted(known))})")
     return cls(**fields)
 
+# %% ../../nbs/30_bandit.ipynb #edd847fc
 def state_for_campaign(
     table: pl.DataFrame | None,   # the lake's bandit_state table (all campaigns, all versions), or None
     seen: pl.DataFrame | None,    # the lake's bandit_seen table, or None

@@ -164,6 +164,7 @@ def rule_text(config) -> str:
     kw = {k: v for k, v in config.kwargs.items() if k not in ("column", "result_format", "batch_id")}
     return f"{config.type.replace('expect_', '').replace('_', ' ')} {kw}".strip()
 
+# %% ../../nbs/04_contracts.ipynb #b979f172
 def _bound(col: pl.Expr, value, dtype):
     if isinstance(value, dt.datetime) and dtype == pl.Date: value = value.date()
     return pl.lit(value, dtype=dtype) if dtype in (pl.Date, pl.Datetime("us")) else pl.lit(value)
@@ -250,6 +251,7 @@ def gx_context():
         _CONTEXT = ctx
     return _CONTEXT
 
+# %% ../../nbs/04_contracts.ipynb #39f5ecdc
 @contextlib.contextmanager
 def _batch_id(batch_id: str):
     "Use `batch_id` instead of great-expectations' md5 of the whole frame (13 s at 12M rows)."

@@ -62,6 +62,7 @@ def events_file(events_dir: Path, campaign_id: str, wave: int) -> Path | None:
         if p.exists(): return p
     return None
 
+# %% ../../nbs/57_cycle.ipynb #da7c316b
 def plan(
     specs: list[Path],          # campaign spec files
     waves: int,                 # waves per campaign

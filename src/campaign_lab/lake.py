@@ -299,6 +299,7 @@ def commit(
             for v in claimed:
                 if v.version not in head["tables"].get(v.table, []): _drop(v)
 
+# %% ../../nbs/01_lake.ipynb #8ef01a0c
 def _write_head(lake_dir: Path, head: dict) -> None:
     "Replace the head atomically, flushed to disk first."
     tmp = lake_dir / f".{HEAD_FILE}.{uuid.uuid4().hex}.tmp"
@@ -336,6 +337,7 @@ def table_version(
     msg = f"table '{name}' has no version {version} (versions: {', '.join(str(v.version) for v in vs)})"
     raise FileNotFoundError(msg)
 
+# %% ../../nbs/01_lake.ipynb #1048aeee
 def read_table(
     lake_dir: str | Path,        # root of the lake
     name: str,                   # table name

@@ -241,15 +241,18 @@ def sample_size(mde: float, sd: float, *, holdout: float, alpha: float = 0.05, p
     z = stats.norm.ppf(1 - alpha / (2 * tests)) + stats.norm.ppf(power)
     return math.ceil(z ** 2 * sd ** 2 * (1 / (1 - holdout) + 1 / holdout) / mde ** 2)
 
+# %% ../../nbs/40_lift.ipynb #cfb4baac
 def mde(n: int, sd: float, *, holdout: float, alpha: float = 0.05, power: float = 0.8, tests: int = 1) -> float:
     "Smallest absolute effect detectable with `n` customers (treatment + holdout)."
     z = stats.norm.ppf(1 - alpha / (2 * tests)) + stats.norm.ppf(power)
     return z * sd * math.sqrt(1 / (n * (1 - holdout)) + 1 / (n * holdout))
 
+# %% ../../nbs/40_lift.ipynb #6a0e0867
 def binary_sd(p: float) -> float:
     "Standard deviation of a 0/1 metric with rate p."
     return math.sqrt(p * (1 - p))
 
+# %% ../../nbs/40_lift.ipynb #2b16468a
 def suggest_holdout(n: int, mde_target: float, sd: float, *, alpha: float = 0.05, power: float = 0.8, tests: int = 1) -> float | None:
     "Smallest holdout share (on a 0.5% grid up to 50%) that detects `mde_target`; None if even 50% cannot."
     for h in np.arange(0.005, 0.5001, 0.005):

@@ -78,6 +78,7 @@ def evaluate_alerts(
     order = {r.run_id: i for i, r in enumerate(runs)}
     return sorted(out, key=lambda a: order.get(a.run_id, 0))
 
+# %% ../../nbs/54_monitor.ipynb #4429d31e
 def current_alerts(
     settings: Settings,
 ) -> list[Alert]:

@@ -116,6 +116,7 @@ def parse_cli_value(
         msg = f"parameter '{param.name}' must be {param.type}, got {text!r} ({e})"
         raise PipelineError(msg) from None
 
+# %% ../../nbs/50_pipelines.ipynb #e2ce73cd
 def check_params(
     pipeline: str,                  # pipeline name, for messages
     spec: dict[str, Parameter],     # from `notebook_parameters`
@@ -148,6 +149,7 @@ def pipeline_path(
         raise PipelineError(msg)
     return path
 
+# %% ../../nbs/50_pipelines.ipynb #78259a97
 def list_pipelines(settings: Settings) -> list[str]:
     "Names of the project's pipelines."
     return sorted(p.stem for p in settings.pipelines_dir.glob("*.ipynb") if not p.name.startswith("."))

@@ -82,6 +82,7 @@ _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 
 _EXPORTER = None
 
+# %% ../../nbs/55_reports.ipynb #5a6bc3b4
 def _exporter():
     "One HTML exporter per process: its templates compile once (about 0.3 s a report otherwise)."
     global _EXPORTER

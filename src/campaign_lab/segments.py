@@ -186,6 +186,7 @@ def profile(
     pop_freq = float(d.filter(pl.col("frequency") > 0)["frequency"].median() or 1.0)
     return name_profiles(prof, pop_ticket, pop_freq)
 
+# %% ../../nbs/10_segments.ipynb #b9398203
 def name_profiles(
     prof: pl.DataFrame,    # per segment: segment, n_customers, share, spend_share and each feature's median
     pop_ticket: float,     # median avg_ticket of customers with orders in the window

@@ -71,6 +71,7 @@ def simulate(
     metrics = pl.DataFrame(per_wave).with_columns(cumulative_regret=pl.col("regret").cum_sum())
     return metrics, pl.concat(logs)
 
+# %% ../../nbs/46_simulate.ipynb #bf5861c8
 def compare_policies(
     policies: dict[str, Policy],   # name -> policy
     rates: pl.DataFrame,
@@ -107,6 +108,7 @@ def off_policy_value(
     return {"ips": float(np.mean(w * r)), "snips": float(np.sum(w * r) / np.sum(w)),
             "dr": float(np.mean(dm + w * (r - qa))), "ess": float(np.sum(w) ** 2 / np.sum(w ** 2))}
 
+# %% ../../nbs/46_simulate.ipynb #1c615295
 def policy_value(
     rates: pl.DataFrame,      # segment, variant_id, rate
     target: pl.DataFrame,     # segment, variant_id, pi

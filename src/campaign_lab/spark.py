@@ -41,6 +41,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         out[k.strip()] = v.strip()
     return out
 
+# %% ../../nbs/60_spark.ipynb #3e0213eb
 def _java() -> str | None:
     home = os.environ.get("JAVA_HOME")
     if home and (Path(home) / "bin" / "java").exists(): return str(Path(home) / "bin" / "java")
@@ -181,6 +182,7 @@ def assign_segments_spark(
                                              names=["customer_id", "segment"])
     return feats.mapInArrow(label, "customer_id long, segment short")
 
+# %% ../../nbs/60_spark.ipynb #552b0c17
 def profile_spark(
     feats,                     # Spark DataFrame from `features_spark`
     labels,                    # Spark DataFrame: customer_id, segment

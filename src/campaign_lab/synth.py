@@ -125,6 +125,7 @@ def response_model_frame(model: ResponseModel) -> pl.DataFrame:
                  for term, levels in _MATRICES.items() for j, lvl in enumerate(levels)]
     return pl.DataFrame(rows, schema=TABLES["response_model"].schema, orient="row")
 
+# %% ../../nbs/45_synth.ipynb #40275c1e
 def response_model_from_frame(df: pl.DataFrame) -> ResponseModel:
     "Rebuild a `ResponseModel` from `response_model_frame` output."
     types = tuple(dict.fromkeys(df["behaviour_type"].to_list()))

@@ -256,6 +256,7 @@ def parse_spec(
         preheader_max_chars=int(limits.get("preheader_max_chars", 110)), eligibility=tuple(elig), source=source,
         audience=audience)
 
+# %% ../../nbs/20_variants.ipynb #802cd990
 def load_spec(path: str | Path) -> CampaignSpec:
     "Read and validate a campaign spec file."
     path = Path(path)

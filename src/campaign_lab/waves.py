@@ -224,6 +224,7 @@ def assign_wave(
         tables["bandit_state"] = pl.concat([lake_state, state.table]) if lake_state is not None else state.table
     return Wave(rows, state, audience, tables, unanswered(reader, campaign_id=campaign_id, wave=wave))
 
+# %% ../../nbs/35_waves.ipynb #9c602da5
 def unanswered(reader: Reader, *, campaign_id: str, wave: int) -> str:
     "A warning when the previous wave's feedback is not in: this wave then allocates without what it taught."
     if wave == 0: return ""
@@ -353,6 +354,7 @@ class Feedback(NamedTuple):
 class FeedbackError(ValueError):
     "A batch of events that does not belong to the feedback step it was given to; nothing was folded in."
 
+# %% ../../nbs/35_waves.ipynb #8002339b
 def check_batch(
     events: pl.DataFrame,
     *,
@@ -378,6 +380,7 @@ def check_batch(
 
 _SKEW = dt.timedelta(days=1)   # events may carry a clock up to a day behind the assignment's
 
+# %% ../../nbs/35_waves.ipynb #b4706a76
 def contradictions(
     events: pl.DataFrame,       # one wave's batch, past its contract
     rows: pl.DataFrame,         # the wave's assignment rows
