@@ -83,9 +83,10 @@ class RunContext:
     def read(self, table: str, *, version: int | None = None, lazy: bool = False, validate: bool = True):
         "Read a lake table (latest version by default), check it against its contract, record it as an input."
         v = table_version(self.settings.lake_dir, table, version)
-        df = read_table(self.settings.lake_dir, table, version=v.version)
         self.record_input(v)
         if version is None: self.seen[table] = v.version
+        if lazy and not validate: return read_table(self.settings.lake_dir, table, version=v.version, lazy=True)   # a scan: filters push down
+        df = read_table(self.settings.lake_dir, table, version=v.version)
         if validate:
             res = self.check(table, df, source=f"lake {table} v{v.version}")
             if res is not None and not res.success: raise ContractError([res])

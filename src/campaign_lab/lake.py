@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from .records import now
+from .records import now, write_json_atomic
 
 # %% auto #0
 __all__ = ['DAYPARTS', 'EVENT_TYPES', 'ARMS', 'TONALITIES', 'OFFER_TYPES', 'SEGMENT_FEATURES', 'TABLES', 'HEAD_FILE', 'TableSpec',
@@ -301,13 +301,8 @@ def commit(
 
 # %% ../../nbs/01_lake.ipynb #8ef01a0c
 def _write_head(lake_dir: Path, head: dict) -> None:
-    "Replace the head atomically, flushed to disk first."
-    tmp = lake_dir / f".{HEAD_FILE}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(head, indent=1)); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, lake_dir / HEAD_FILE)
-    finally: tmp.unlink(missing_ok=True)
+    "Replace the head atomically, flushed to disk first: the commit point."
+    write_json_atomic(lake_dir / HEAD_FILE, head, durable=True)
 
 def write_table(
     lake_dir: str | Path,    # root of the lake

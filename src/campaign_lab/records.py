@@ -42,12 +42,16 @@ def new_run_id(
 def write_json_atomic(
     path: str | Path,  # the file to (re)place
     obj,               # anything json.dumps takes (other values as str)
+    *,
+    durable: bool = False,   # flush the new file to disk before the rename (a commit point, e.g. the lake's head)
 ) -> Path:
     "Write JSON to a temporary file and rename it over `path`: readers see the old file or the new one, never a part."
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=1, default=str))
+        with open(tmp, "w") as f:
+            f.write(json.dumps(obj, indent=1, default=str))
+            if durable: f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     return path

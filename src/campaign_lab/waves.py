@@ -32,7 +32,7 @@ __all__ = ['ENGINES', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Eng
 class Reader(Protocol):
     "What the wave functions read through: a run's `RunContext` or `Tables`."
     def has(self, table: str) -> bool: ...
-    def read(self, table: str, *, validate: bool = True) -> pl.DataFrame: ...
+    def read(self, table: str, *, validate: bool = True, lazy: bool = False) -> pl.DataFrame | pl.LazyFrame: ...
     def check(self, table: str, df: pl.DataFrame, *, pending: dict | None = None, source: str = "frame") -> ContractResult | None: ...
     @property
     def contract_parameters(self) -> dict: ...             # suite parameters for a check now
@@ -50,9 +50,9 @@ class Tables:
     def contract_parameters(self) -> dict: return self.parameters or default_parameters(dt.date(2019, 1, 1))
     def record_contract(self, result: ContractResult) -> None: self.contracts.append(result)
     def has(self, table: str) -> bool: return table in self.tables
-    def read(self, table: str, *, validate: bool = True) -> pl.DataFrame:
+    def read(self, table: str, *, validate: bool = True, lazy: bool = False) -> pl.DataFrame | pl.LazyFrame:
         if table not in self.tables: raise FileNotFoundError(f"no table '{table}' among {', '.join(sorted(self.tables))}")
-        return self.tables[table]
+        return self.tables[table].lazy() if lazy else self.tables[table]
     def check(self, table: str, df: pl.DataFrame, *, pending: dict | None = None, source: str = "frame") -> ContractResult:
         refs = {t: (pending or {}).get(t, self.tables.get(t)) for t in referenced_tables(table, self.contracts_dir)}
         res = validate(table, df, self.contracts_dir, self.contract_parameters, references={t: v for t, v in refs.items() if v is not None}, source=source)
@@ -228,7 +228,8 @@ def assign_wave(
 def unanswered(reader: Reader, *, campaign_id: str, wave: int) -> str:
     "A warning when the previous wave's feedback is not in: this wave then allocates without what it taught."
     if wave == 0: return ""
-    folded = reader.read("events", validate=False).filter(campaign_id=campaign_id, wave=wave - 1).height if reader.has("events") else 0
+    folded = (reader.read("events", validate=False, lazy=True).filter(campaign_id=campaign_id, wave=wave - 1).select(pl.len()).collect().item()
+              if reader.has("events") else 0)   # a scan: the events table is not read for a count
     return "" if folded else (f"wave {wave - 1} of '{campaign_id}' has no feedback folded in yet: wave {wave} is allocated from the "
                               f"state before it (run feedback for wave {wave - 1} first unless that is intended)")
 
