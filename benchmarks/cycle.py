@@ -109,7 +109,7 @@ def one_wave(n: int) -> dict:
     def waves():
         for spec in specs:   # priority order: the first campaign to assign a customer keeps them this wave
             w = assign_wave(engine, mem, campaign_id=spec.campaign_id, wave=0, policy=pol, holdout=0.1, seed=SEED)
-            mem.publish(w.tables)
+            mem.publish(w.tables, append=w.append)
         write_table(lake, "assignments", mem.read("assignments"))
         return mem.read("assignments")
     assignments = step("wave: 2 campaigns assign_wave, check, write", waves)
@@ -129,7 +129,7 @@ def one_wave(n: int) -> dict:
     def updates():
         for batch, events in batches.values():
             fb = fold_feedback(engine, mem, batch, events, reward="conversion")
-            mem.publish(fb.tables)
+            mem.publish(fb.tables, append=fb.append)
         for t in ("events", "bandit_state", "bandit_seen"): write_table(lake, t, mem.read(t))
         return mem.read("events")
     events = step("feedback: fold_feedback (check events, update), check, write", updates)

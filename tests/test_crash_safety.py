@@ -39,7 +39,7 @@ def make_project(root: Path) -> Path:
     commit(root / "lake", t, run_id="setup")
     ctx = open_run(str(root), "", "wave")
     w = waves.assign_wave(waves.PolarsEngine(), ctx, campaign_id="autumn", wave=1, policy=make_policy("thompson_beta"), holdout=0.1, seed=7)
-    ctx.publish(w.tables)
+    ctx.publish(w.tables, append=w.append)
     return root
 
 

@@ -46,7 +46,7 @@ def test_audience_uses_the_latest_segmenter_and_consent(lake):
 def test_a_wave_is_never_reassigned(lake):
     w = assign_wave(PolarsEngine(), lake, campaign_id="autumn", wave=1, policy=POL, holdout=0.1, seed=3)
     assert not w.reused and sorted(w.tables) == ["assignments", "bandit_state"]     # version 0 goes with the first wave
-    lake.publish(w.tables)
+    lake.publish(w.tables, append=w.append)
     again = assign_wave(PolarsEngine(), lake, campaign_id="autumn", wave=1, policy=POL, holdout=0.1, seed=3)
     assert again.reused and again.tables == {} and again.rows.equals(w.rows)
     with pytest.raises(ValueError, match="never reassigned"):
@@ -71,9 +71,10 @@ def test_feedback_merge_counts_each_event_once(lake):
                                                               event_type=pl.lit("conversion").cast(ev["event_type"].dtype), revenue=pl.lit(9.5))
     fb = fold_feedback(PolarsEngine(), lake, batch, pl.concat([late, ev.head(3)]), reward="conversion")
     assert fb.n_new == 7 and fb.state.version == fb.before.version + 1
-    assert fb.tables["events"].height == ev.height + 7 and fb.tables["bandit_seen"].height == lake.tables["bandit_seen"].height + 7
+    assert fb.tables["events"].height == 7 and fb.tables["bandit_seen"].height == 7          # only the new rows: appended as a part
     assert fb.state.table["successes"].sum() - fb.before.table["successes"].sum() == 7
-    lake.publish(fb.tables)
+    lake.publish(fb.tables, append=fb.append)
+    assert lake.tables["events"].height == ev.height + 7
     assert fold_feedback(PolarsEngine(), lake, batch, late, reward="conversion").tables == {}
 
 

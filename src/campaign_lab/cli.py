@@ -54,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     cyc.add_argument("--as-of", default="", metavar="DATE", help="run date (YYYY-MM-DD) for the segment features; default: after the last order")
     cyc.add_argument("--policy", help="bandit policy for the waves: a name or a promoted alias (champion)")
     cyc.add_argument("--events-dir", metavar="DIR", help="read each wave's events from DIR/<campaign>_wave<w>.parquet instead of the synthetic chain")
+    ing = sub.add_parser("ingest", help="add a chain's export files (a customer snapshot, or orders) to the lake, gated by the contract")
+    ing.add_argument("table", choices=["customers", "transactions"], help="the lake table the files feed")
+    ing.add_argument("files", nargs="+", metavar="FILE", help="a .csv or .parquet export; several are one ingest")
+    ing.add_argument("--mapping", metavar="FILE", help="YAML mapping of the export's columns and formats (see the README)")
+    ing.add_argument("--quarantine", action="store_true", help="set rows that break the contract aside instead of failing")
+    exp = sub.add_parser("export", help="write an assigned wave's send files for the CRM (braze-csv, cdi, api-batches, csv)")
+    exp.add_argument("campaign", help="campaign id"); exp.add_argument("wave", type=int, help="the assigned wave")
+    exp.add_argument("--format", action="append", default=[], metavar="F", help="braze-csv, cdi, api-batches or csv; repeatable (default: the export_formats setting)")
+    exp.add_argument("--out", metavar="DIR", help="the outbox (default: the outbox_dir setting)")
+    exp.add_argument("--with-email", action="store_true", help="include the email address (off by default)")
     val = sub.add_parser("validate", help="check a lake table or a parquet/CSV file against its contract")
     val.add_argument("table", help="lake table name: picks the contract")
     val.add_argument("--path", help="a .parquet or .csv file to check instead of the lake's table")
@@ -165,6 +175,42 @@ def _cmd_validate(settings, args, out) -> int:
             print(f"  {f.column or '(table)':<16} {n:>9}  {f.rule}{ex}", file=out)
     return 0 if res.success else 1
 
+# %% ../../nbs/58_cli.ipynb #a9f54ab6
+def _run_exit(res) -> int:
+    "A pipeline run's exit code: 0 succeeded, 2 when a file could not be read at all, 1 for any other failure."
+    if res.ok: return 0
+    return 2 if (res.manifest.get("error") or {}).get("ename") == "InputError" else 1
+
+def _report_failure(res, out) -> None:
+    e = res.manifest.get("error") or {}
+    print(f"{res.manifest['pipeline']} {res.run_id}: failed: {e.get('ename')}: {e.get('evalue')}", file=out)
+    print("nothing was added to the lake; every earlier version is unchanged", file=out)
+
+def _cmd_ingest(settings, args, out) -> int:
+    params = {"table": args.table, "paths": [str(Path(f).resolve()) for f in args.files], "quarantine": args.quarantine,
+              "mapping": str(Path(args.mapping).resolve()) if args.mapping else ""}
+    res = execute("ingest", params, root=settings.root)
+    if not res.ok: _report_failure(res, out)
+    else:
+        m = res.manifest["metrics"]
+        print(f"ingest {res.run_id}: {m['rows_read']:,} rows read from {m['files']} file(s): {m['added']:,} added, {m['updated']:,} updated, "
+              f"{m['skipped_present']:,} already present, {m['skipped_duplicate']:,} repeated in the files, {m['rejected']:,} rejected; "
+              f"{args.table} has {m['total_rows']:,} rows", file=out)
+    print(f"report: {res.run_dir / 'report.html'}", file=out)
+    return _run_exit(res)
+
+def _cmd_export(settings, args, out) -> int:
+    params = {"campaign_id": args.campaign, "wave": args.wave, "formats": ",".join(args.format), "email": args.with_email,
+              "out_dir": str(Path(args.out).resolve()) if args.out else ""}
+    res = execute("export", params, root=settings.root)
+    if not res.ok: _report_failure(res, out)
+    else:
+        m = res.manifest["metrics"]
+        print(f"export {res.run_id}: wave {m['wave']} of {m['campaign_id']}: {m['recipients']:,} recipients in {m['formats']}, "
+              f"{m['files']} file(s), {m['bytes']:,} bytes{' (exported before: verified, unchanged)' if m['reused'] else ''}", file=out)
+    print(f"report: {res.run_dir / 'report.html'}", file=out)
+    return _run_exit(res)
+
 # %% ../../nbs/58_cli.ipynb #c1aa06db
 def _cmd_cycle(settings, args, out) -> int:
     from campaign_lab.cycle import run_cycle
@@ -222,7 +268,8 @@ def main(
         if args.command == "init": return _cmd_init(settings, out)
         check_folders(settings)
         cmd = {"run": _cmd_run, "pipelines": _cmd_pipelines, "runs": _cmd_runs, "lake": _cmd_lake,
-               "validate": _cmd_validate, "promote": _cmd_promote, "cycle": _cmd_cycle, "alerts": _cmd_alerts}[args.command]
+               "validate": _cmd_validate, "promote": _cmd_promote, "cycle": _cmd_cycle, "alerts": _cmd_alerts,
+               "ingest": _cmd_ingest, "export": _cmd_export}[args.command]
         return cmd(settings, args, out)
     except (UsageError, InputError, PipelineError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -40,11 +40,12 @@ class RunContext:
         self.headline: list[str] = []
         self.models: list[dict] = []
         self.seen: dict[str, int | None] = {}   # table -> the latest version this run saw (None: absent); checked when it publishes
+        self.files: list[dict] = []             # files read from outside the lake (exports), with their fingerprints
 
     def _save(self):
         if self.run_dir is None: return
         write_json_atomic(self.run_dir / "_run_io.json", dict(inputs=self.inputs, outputs=self.outputs, models=self.models,
-                                                               contracts=self.contracts, headline=self.headline))
+                                                               contracts=self.contracts, headline=self.headline, files=self.files))
         write_json_atomic(self.run_dir / "metrics.json", self.metrics)
 
     @property
@@ -92,9 +93,10 @@ class RunContext:
             if res is not None and not res.success: raise ContractError([res])
         return df.lazy() if lazy else df
 
-    def publish(self, tables: dict[str, pl.DataFrame], *, quarantine: bool = False) -> dict[str, TableVersion]:
+    def publish(self, tables: dict[str, pl.DataFrame], *, quarantine: bool = False, append=frozenset()) -> dict[str, TableVersion]:
         """Check every table against its contract, then commit them all in one atomic step; on a failure write none (or quarantine).
-        A table this run read (or found absent) that another run has changed since is a `LakeConflict`, and nothing is written."""
+        A table this run read (or found absent) that another run has changed since is a `LakeConflict`, and nothing is written.
+        Tables in `append` hold only new rows (checked alone), added as a new part; quarantined rows are always added that way."""
         results = {name: self.check(name, df, pending=tables, source=f"{name} to publish") for name, df in tables.items()}
         failed = [r for r in results.values() if r is not None and not r.success]
         if failed and not quarantine: raise ContractError(failed)
@@ -103,15 +105,19 @@ class RunContext:
             params = self.contract_parameters
             good, bad = split_offending(r, tables[r.table], self.settings.contracts_dir, params,
                                         references=self._references(r.table, tables))
+            if good.is_empty() and r.table in append:     # every new row set aside: nothing to add, only the quarantine grows
+                del clean[r.table]; set_aside[r.table] = bad; continue
             again = self.check(r.table, good, pending=tables, source=f"{r.table} to publish, offending rows removed")
             if not again.success: raise ContractError([again])
             clean[r.table], set_aside[r.table] = good, bad
-        out = self._commit(clean | {f"{name}_quarantine": bad for name, bad in set_aside.items()})
+        out = self._commit(clean | {f"{name}_quarantine": bad for name, bad in set_aside.items()},
+                           append=set(append) | {f"{name}_quarantine" for name in set_aside})
         for name, bad in set_aside.items(): self.log_metrics(**{f"quarantined_{name}": bad.height})
         return {name: out[name] for name in clean}
 
-    def _commit(self, tables: dict[str, pl.DataFrame]) -> dict[str, TableVersion]:
-        out = commit(self.settings.lake_dir, tables, run_id=self.run_id, expect={t: self.seen[t] for t in tables if t in self.seen})
+    def _commit(self, tables: dict[str, pl.DataFrame], append=frozenset()) -> dict[str, TableVersion]:
+        out = commit(self.settings.lake_dir, tables, run_id=self.run_id, expect={t: self.seen[t] for t in tables if t in self.seen},
+                     append=set(append) & set(tables))
         for name, v in out.items():
             self.outputs.append(v.to_json())
             self.seen[name] = v.version
@@ -127,7 +133,7 @@ class RunContext:
         for attempt in range(1, attempts + 1):
             out = step()
             try:
-                if out.tables: self.publish(out.tables)
+                if out.tables: self.publish(out.tables, append=getattr(out, "append", frozenset()))
                 if attempt > 1: self.log_metrics(publish_attempts=attempt)
                 return out
             except LakeConflict:
@@ -163,8 +169,14 @@ class RunContext:
     def read_file(self, table: str, path: str) -> pl.DataFrame:
         "Read a parquet or CSV file given as a parameter (relative to the project root) as table `table`; checked when published."
         if not path: raise ValueError(f"pipeline '{self.pipeline}': no file given for table '{table}' (set the path parameter)")
+        return read_table_file(table, self.input_file(path))
+
+    def input_file(self, path: str) -> Path:
+        "A file given as a parameter (relative to the project root), recorded with its size and fingerprint as an input of the run."
         p = Path(path) if Path(path).is_absolute() else self.settings.root / path
-        return read_table_file(table, p)
+        if p.is_file():
+            self.files.append({"file": str(p), "bytes": p.stat().st_size, "fingerprint": fingerprint_file(p)}); self._save()
+        return p
 
     def policy(self, name: str, *, reward: str, floor: float) -> Policy:
         "The bandit policy `name`, or the configuration promoted as alias `name` (champion, challenger), recorded as a model used."

@@ -259,7 +259,7 @@ def _finish(run_dir: Path, manifest: dict, error: dict | None, t0: float, settin
     manifest = manifest | {
         "status": "failed" if error else "succeeded", "ended_at": now().isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - t0, 3), "kernel_peak_gb": kernel_peak_gb, "inputs": io.get("inputs", []), "outputs": io.get("outputs", []),
-        "contracts": io.get("contracts", []), "models": io.get("models", []),
+        "contracts": io.get("contracts", []), "models": io.get("models", []), "input_files": io.get("files", []),
         "upstream_runs": sorted({x["run_id"] for x in io.get("inputs", []) + io.get("models", [])
                                  if x.get("run_id") and x["run_id"] != manifest["run_id"]}),
         "artefacts": _artefacts(run_dir), "metrics": metrics, "headline_metrics": io.get("headline", []), "error": error}

@@ -138,11 +138,18 @@ class TableVersion(NamedTuple):
     written_at: str     # UTC, ISO 8601
     run_id: str | None  # the run that wrote it, None when written outside a run
     reused: bool = False  # True when a write found identical content and returned this version
+    parts: tuple = ()     # the parquet files whose rows make up the version, oldest first (empty: just `path`)
+
+    @property
+    def files(self) -> list[Path]:
+        "The parquet files of this version: its own file, or every part of an appended table."
+        return [Path(p) for p in self.parts] if self.parts else [self.path]
 
     def to_json(self) -> dict:
         "A JSON-ready dict, as recorded in manifests."
         d = self._asdict()
         d["path"] = str(self.path)
+        d["parts"] = [str(p) for p in self.parts]
         return d
 
 # %% ../../nbs/01_lake.ipynb #48abfe33
@@ -170,8 +177,9 @@ def _complete(folder: Path, name: str) -> dict[int, TableVersion]:
     out = {}
     for meta in folder.glob("v*.json"):
         d = json.loads(meta.read_text())
+        parts = tuple(folder / f"{_vname(v)}.parquet" for v in d["parts"]) if len(d.get("parts", ())) > 1 else ()
         out[d["version"]] = TableVersion(name, d["version"], folder / f"{_vname(d['version'])}.parquet", d["rows"],
-                                         d["fingerprint"], d["written_at"], d.get("run_id"))
+                                         d["fingerprint"], d["written_at"], d.get("run_id"), parts=parts)
     return out
 
 def table_versions(
@@ -221,13 +229,23 @@ def _drop(v: TableVersion) -> None:
     v.path.with_suffix(".json").unlink(missing_ok=True)
     v.path.unlink(missing_ok=True)
 
-def _claim(folder: Path, name: str, src: Path, rows: int, fp: str, run_id: str | None) -> TableVersion:
-    "Link `src` to the next version number (above every file in the folder, orphans included), with its record; under the lock."
+def _claim(folder: Path, name: str, src: Path, rows: int, fp: str, run_id: str | None,
+           base: TableVersion | None = None) -> TableVersion:
+    """Link `src` to the next version number (above every file in the folder, orphans included), with its record; under the lock.
+    With `base`, `src` holds only new rows: the version is `base`'s parts and this one."""
     taken = [int(p.stem[1:]) for p in folder.glob("v*.parquet") if p.stem[1:].isdigit()]
     version = max(taken, default=0) + 1
     while not _atomic_create(src, folder / f"{_vname(version)}.parquet"): version += 1
-    rec = TableVersion(name, version, folder / f"{_vname(version)}.parquet", rows, fp, now().isoformat(timespec="seconds"), run_id)
-    meta = {k: v for k, v in rec.to_json().items() if k not in ("path", "reused")}
+    path = folder / f"{_vname(version)}.parquet"
+    parts, fingerprint = (), fp
+    if base is not None:    # an appended version: its fingerprint hashes its parts' fingerprints, in order
+        parts = (*base.files, path)
+        fingerprint = "sha256:" + hashlib.sha256(f"{base.fingerprint}+{fp}".encode()).hexdigest()
+        rows += base.rows
+    rec = TableVersion(name, version, path, rows, fingerprint, now().isoformat(timespec="seconds"), run_id, parts=parts)
+    meta = {k: v for k, v in rec.to_json().items() if k not in ("path", "reused", "parts")}
+    meta["part_fingerprint"] = fp
+    meta["parts"] = [int(p.stem[1:]) for p in rec.files]
     meta["schema"] = {c: str(t) for c, t in table_spec(name).schema.items()}
     tmp_meta = folder / f".tmp-{uuid.uuid4().hex}.json"
     try:
@@ -246,8 +264,12 @@ def commit(
     *,
     run_id: str | None = None,                  # the run writing them, recorded in the catalogue
     expect: dict[str, int | None] | None = None,  # table -> the version this write was derived from (None: the table was absent)
+    append: set[str] | frozenset = frozenset(),   # tables whose rows are added to their latest version as a new part
 ) -> dict[str, TableVersion]:
-    "Publish every table as new versions in one atomic step (or reuse identical latest ones); `LakeConflict` if an expected table moved."
+    """Publish every table as new versions in one atomic step (or reuse identical latest ones); `LakeConflict` if an expected table moved.
+    A table in `append` gets a version made of the latest version's parts and one new part with these rows (no rows: no new version)."""
+    unknown = set(append) - set(tables)
+    if unknown: raise ValueError(f"commit: append names table(s) {', '.join(sorted(unknown))} that are not being written")
     for name, df in tables.items():
         table_spec(name)
         if not isinstance(df, pl.DataFrame):
@@ -281,9 +303,10 @@ def commit(
             out = {}
             for name, (tmp, rows, fp) in staged.items():
                 cur = latest[name][-1] if latest[name] else None
-                if cur is not None and cur.fingerprint == fp:
+                adding = name in append and cur is not None
+                if cur is not None and (rows == 0 if adding else cur.fingerprint == fp):
                     out[name] = cur._replace(reused=True); continue
-                v = _claim(lake_dir / name, name, tmp, rows, fp, run_id)
+                v = _claim(lake_dir / name, name, tmp, rows, fp, run_id, base=cur if adding else None)
                 claimed.append(v)
                 head["tables"].setdefault(name, []).append(v.version)
                 out[name] = v
@@ -311,9 +334,11 @@ def write_table(
     *,
     run_id: str | None = None,  # the run writing it, recorded in the catalogue
     expect: int | None = -1,    # the version this write was derived from (None: absent); -1 checks nothing
+    append: bool = False,       # add `df`'s rows to the latest version as a new part instead of replacing it
 ) -> TableVersion:
     "Store `df` as a new version of table `name` (or reuse the latest if identical); never overwrites."
-    return commit(lake_dir, {name: df}, run_id=run_id, expect=None if expect == -1 else {name: expect})[name]
+    return commit(lake_dir, {name: df}, run_id=run_id, expect=None if expect == -1 else {name: expect},
+                  append={name} if append else set())[name]
 
 # %% ../../nbs/01_lake.ipynb #9ba2a91c
 def table_version(
@@ -342,8 +367,8 @@ def read_table(
 ) -> pl.DataFrame | pl.LazyFrame:
     "Read a version of table `name`, checking its schema first."
     v = table_version(lake_dir, name, version)
-    check_schema(name, pl.read_parquet_schema(v.path), where=str(v.path))
-    lf = pl.scan_parquet(v.path)
+    for f in v.files: check_schema(name, pl.read_parquet_schema(f), where=str(f))
+    lf = pl.scan_parquet(v.files)
     return lf if lazy else lf.collect()
 
 # %% ../../nbs/01_lake.ipynb #0450145b

@@ -106,6 +106,7 @@ class RunRecord:
     timings: dict = dataclasses.field(default_factory=dict)    # seconds: kernel (start or wait), notebook, report
     inputs: list = dataclasses.field(default_factory=list)     # table versions read
     outputs: list = dataclasses.field(default_factory=list)    # table versions written
+    input_files: list = dataclasses.field(default_factory=list)  # files read from outside the lake (exports): file, bytes, fingerprint
     contracts: list = dataclasses.field(default_factory=list)  # contract results
     models: list = dataclasses.field(default_factory=list)     # model artefacts used
     upstream_runs: list = dataclasses.field(default_factory=list)

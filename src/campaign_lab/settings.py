@@ -46,6 +46,16 @@ class Settings:
     spark_master: str = "local[2]"      # Spark master URL: local[N], spark://host:7077, yarn, k8s://...
     spark_conf: str = "spark.sql.shuffle.partitions=8, spark.driver.memory=4g"   # session options, key=value, comma-separated
     spark_lake_uri: str = ""            # the lake as Spark addresses it (e.g. s3a://bucket/lake); empty: lake_dir as a file URI
+    # the real loop (optional keys): send files out, conversions back (see campaign_lab.export and campaign_lab.waves)
+    outbox_dir: str = "outbox"          # where each wave's send files go: <outbox>/<campaign>/wave<k>/<format>/
+    export_formats: str = "braze-csv"   # formats the cycle's export step writes, comma-separated (braze-csv, cdi, api-batches, csv)
+    attribution_days: int = 7           # a treated customer's orders this many days after the send count as conversions (feedback from orders)
+
+    @property
+    def outbox(self) -> Path:
+        "The outbox folder, absolute."
+        p = Path(self.outbox_dir).expanduser()
+        return p if p.is_absolute() else (self.root / p).resolve()
 
     @property
     def alert_levels(self) -> dict[str, str]:
@@ -59,6 +69,9 @@ class Settings:
         if not 0 <= self.holdout_share < 1:
             msg = f"settings: key 'holdout_share' must be in [0, 1), got {self.holdout_share}"
             raise ValueError(msg)
+        bad = [f for f in (x.strip() for x in self.export_formats.split(",")) if f not in ("braze-csv", "cdi", "api-batches", "csv")]
+        if bad: raise ValueError(f"settings: key 'export_formats': unknown format(s) {', '.join(bad)} (formats: braze-csv, cdi, api-batches, csv)")
+        if self.attribution_days < 1: raise ValueError(f"settings: key 'attribution_days' must be at least 1, got {self.attribution_days}")
         if self.warm_kernels < 0:
             raise ValueError(f"settings: key 'warm_kernels' must be 0 or more, got {self.warm_kernels}")
         for key in ("n_customers", "cell_timeout"):

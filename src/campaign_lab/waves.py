@@ -58,11 +58,11 @@ class Tables:
         res = validate(table, df, self.contracts_dir, self.contract_parameters, references={t: v for t, v in refs.items() if v is not None}, source=source)
         self.record_contract(res)
         return res
-    def publish(self, tables: dict[str, pl.DataFrame]) -> None:
-        "Check every table, then keep them all (none on a failure), as a run publishes to the lake."
+    def publish(self, tables: dict[str, pl.DataFrame], *, append=frozenset()) -> None:
+        "Check every table, then keep them all (none on a failure), as a run publishes to the lake; tables in `append` add their rows."
         failed = [r for name, df in tables.items() if not (r := self.check(name, df, pending=tables)).success]
         if failed: raise ContractError(failed)
-        self.tables |= tables
+        self.tables |= {t: pl.concat([self.tables[t], df]) if t in append and t in self.tables else df for t, df in tables.items()}
     def __repr__(self): return f"Tables({', '.join(f'{k}: {v.height:,}' for k, v in self.tables.items())})"
 
 # %% ../../nbs/35_waves.ipynb #6cc897de
@@ -179,8 +179,9 @@ class Wave(NamedTuple):
     rows: pl.DataFrame          # this wave's assignments, treated and holdout
     state: BanditState          # the state the wave was drawn from
     audience: Audience | None   # None when the wave was assigned before (a rerun)
-    tables: dict                # table name -> frame to publish together ({} on a rerun)
+    tables: dict                # table name -> rows to publish together ({} on a rerun); tables in `append` hold only the new rows
     warning: str = ""           # what a reviewer should know before sending (e.g. the previous wave's feedback is missing)
+    append: frozenset = frozenset({"assignments", "bandit_state"})   # tables whose rows are added as a new part
 
     @property
     def reused(self) -> bool: return self.audience is None
@@ -219,9 +220,8 @@ def assign_wave(
                "this wave by other campaigns; give the campaigns different audiences or priorities")
         raise ValueError(msg)
     rows = engine.assign(state, audience, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id).sort("customer_id")
-    tables = {"assignments": pl.concat([previous, rows]) if previous is not None else rows}
-    if lake_state is None or lake_state.filter(campaign_id=campaign_id).is_empty():
-        tables["bandit_state"] = pl.concat([lake_state, state.table]) if lake_state is not None else state.table
+    tables = {"assignments": rows}    # appended as a new part: the earlier waves are not rewritten
+    if lake_state is None or lake_state.filter(campaign_id=campaign_id).is_empty(): tables["bandit_state"] = state.table
     return Wave(rows, state, audience, tables, unanswered(reader, campaign_id=campaign_id, wave=wave))
 
 # %% ../../nbs/35_waves.ipynb #9c602da5
@@ -348,8 +348,9 @@ class Feedback(NamedTuple):
     before: BanditState         # the campaign's state before the batch
     state: BanditState          # after it (the same when nothing was new)
     n_new: int                  # events the state had not folded in before
-    tables: dict                # events, bandit_state, bandit_seen (and events_quarantine) to publish together ({} when nothing changes)
+    tables: dict                # the new rows of events, bandit_state, bandit_seen (and events_quarantine) to append together ({} when nothing changes)
     quarantined: pl.DataFrame | None = None   # events that contradict the wave's assignments, with the rules they break
+    append: frozenset = frozenset({"events", "bandit_state", "bandit_seen", "events_quarantine"})   # `tables` hold only new rows
 
 # %% ../../nbs/35_waves.ipynb #cec8546b
 class FeedbackError(ValueError):
@@ -429,17 +430,17 @@ def fold_feedback(
     if n_new == 0: return Feedback(events, state, state, 0, quarantine, bad)
     old_events = old_events if old_events is not None else events.clear()
     old_seen = lake_seen if lake_seen is not None else new.seen.clear()
-    # new rows in one canonical order (joins do not keep row order): same inputs, same bytes
-    tables = {"events": pl.concat([old_events, events.join(old_events.select("event_id"), on="event_id", how="anti").sort("event_id")]),
-              "bandit_state": pl.concat([lake_state, new.table]),
-              "bandit_seen": pl.concat([old_seen, new.seen.join(old_seen.select("event_id"), on="event_id", how="anti").sort("campaign_id", "event_id")])}
+    # only the new rows, appended as new parts, in one canonical order (joins do not keep row order): same inputs, same bytes
+    tables = {"events": events.join(old_events.select("event_id"), on="event_id", how="anti").sort("event_id"),
+              "bandit_state": new.table,
+              "bandit_seen": new.seen.join(old_seen.select("event_id"), on="event_id", how="anti").sort("campaign_id", "event_id")}
     return Feedback(events, state, new, n_new, tables | quarantine, bad)
 
 def _quarantine(reader: Reader, bad: pl.DataFrame) -> dict:
-    "The events_quarantine table with this batch's contradicting events added (nothing when there are none new)."
+    "This batch's contradicting events not set aside before, to append to events_quarantine (nothing when there are none new)."
     old = reader.read("events_quarantine", validate=False) if reader.has("events_quarantine") else bad.clear()
-    fresh = bad.join(old.select("event_id"), on="event_id", how="anti")
-    return {"events_quarantine": pl.concat([old, fresh])} if fresh.height else {}
+    fresh = bad.join(old.select("event_id"), on="event_id", how="anti").sort("event_id")
+    return {"events_quarantine": fresh} if fresh.height else {}
 
 # %% ../../nbs/35_waves.ipynb #b81dc3fe
 @dataclasses.dataclass(frozen=True)
