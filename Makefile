@@ -9,7 +9,7 @@ WAVES  ?= 3
 .PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser
 
 help:
-	@echo "make demo        set up .venv; the campaign cycle: synthetic chain (N=$(N)), segments, two campaigns, $(WAVES) waves, lift; prints runs/index.html"
+	@echo "make demo        set up .venv; the campaign cycle through files: a synthetic chain (N=$(N)) and its CRM answer $(WAVES) waves of two campaigns; lift; prints runs/index.html"
 	@echo "make test        check src/ == nbdev-export and clean notebooks, then nbdev-test and pytest"
 	@echo "make test-slow   the long checks: notebook cells flagged #| slow, tests marked slow (CI runs both targets)"
 	@echo "make lab         JupyterLab on the project with the .venv python3 kernel"
@@ -24,11 +24,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# the main job: the whole campaign cycle (synthetic chain, contracts, champion segmentation, two campaigns'
-# variants, WAVES waves of allocation and feedback, lift), resumable: rerun it to continue after a failure
+# the main job: the whole campaign cycle through files. The synthetic world (world/) drops a chain's exports into inbox/;
+# the cycle ingests them, validates, segments, builds two campaigns' variants, and per wave assigns, exports send files to
+# outbox/ and waits; the world's CRM answers with events files and its chain with new orders, week by week on a pinned clock;
+# feedback, and finally lift from the orders. Resumable: rerun it to continue after a failure.
 demo: $(STAMP)
 	$(BIN)/campaign-lab init
-	$(BIN)/campaign-lab cycle --campaign campaigns/win_back.yaml --campaign campaigns/spring.yaml --waves $(WAVES) --n-customers $(N)
+	$(BIN)/campaign-lab-world demo --campaign campaigns/win_back.yaml --campaign campaigns/spring.yaml --waves $(WAVES) --n-customers $(N)
 	@echo; echo "Reviewer's index: $(CURDIR)/runs/index.html"
 
 # src/ must be exactly what nbdev-export writes and notebooks must be clean; checked in a scratch

@@ -1,6 +1,7 @@
 "Shared fixtures: throw-away projects that use the repository's real pipelines."
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -41,3 +42,23 @@ def cli_env(root: Path | None = None) -> dict:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if root is not None: env["CAMPAIGN_LAB_ROOT"] = str(root)
     return env
+
+
+@contextlib.contextmanager
+def clock(at):
+    "Pin campaign_lab's clock (and every kernel a run starts meanwhile) to `at`: the world's week."
+    from campaign_lab.records import CLOCK_ENV
+    before = os.environ.get(CLOCK_ENV)
+    os.environ[CLOCK_ENV] = at.isoformat()
+    try: yield
+    finally:
+        if before is None: os.environ.pop(CLOCK_ENV, None)
+        else: os.environ[CLOCK_ENV] = before
+
+
+def world_answers(root: Path, until):
+    "The synthetic world answers everything exported so far: CRM events, the chain's orders up to `until`, opt-outs."
+    from campaign_lab.world import CURRENTS_MAPPING, answer, load_world
+    (root / "inbox" / "events").mkdir(parents=True, exist_ok=True)
+    (root / "inbox" / "events" / "mapping.yaml").write_text(CURRENTS_MAPPING)
+    return answer(load_world(root / "world", root / "inbox"), root / "outbox", until=until)

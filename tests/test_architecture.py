@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 
 SRC = REPO / "src" / "campaign_lab"
-OUTSIDE = {"synth", "simulate"}   # the synthetic chain and the policy simulator: the outside world of the demo
+OUTSIDE = {"synth", "simulate", "world"}   # the synthetic chain, the policy simulator and the world that answers through files: the outside world of the demo
 
 
 def imports(path) -> list[tuple[str, list[str]]]:

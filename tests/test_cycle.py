@@ -1,7 +1,9 @@
-"""The campaign cycle end to end, as a scheduler drives it.
+"""The campaign cycle end to end, through files, as a scheduler drives it.
 
-One project runs the two demo campaigns for two waves; the other tests reuse it: no-op reruns,
-lineage, alerts, promotion of the policy, events files (missing, corrupted, good, fed twice). A
+One project runs the two demo campaigns for two waves with the synthetic world answering through the
+inbox (`campaign-lab-world demo`: exports in, send files out, CRM events and new orders back, week by
+week on a pinned clock); the other tests reuse it: no-op reruns, lineage, alerts, promotion of the
+policy, events files (missing, corrupted, good, fed twice), a lift that waits for its orders. A
 second project is killed in the middle of a step and resumed: its final state must equal the
 uninterrupted one.
 """
@@ -34,8 +36,19 @@ def new_project(path: Path) -> Path:
     return path
 
 
-def cli(root: Path, *args, timeout=1200) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "campaign-lab"), *args], capture_output=True, text=True, env=cli_env(root), timeout=timeout)
+def world_clock(root: Path) -> str:
+    "The world's clock after the demo: later commands run at the time its data is at."
+    return json.loads((root / "world" / "world.json").read_text())["clock"]
+
+
+def cli(root: Path, *args, timeout=1200, tool="campaign-lab") -> subprocess.CompletedProcess:
+    env = cli_env(root)
+    if (root / "world" / "world.json").exists() and "clock" in (root / "world" / "world.json").read_text():
+        env["CAMPAIGN_LAB_CLOCK"] = world_clock(root)
+    return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+DEMO = ("demo", *SPECS, "--waves", "2", "--n-customers", str(N_CUSTOMERS))
 
 
 def final_state(root: Path) -> dict[str, pl.DataFrame]:
@@ -51,14 +64,15 @@ def final_state(root: Path) -> dict[str, pl.DataFrame]:
 
 
 def runs_of(root: Path, pipeline: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((root / "runs").glob(f"*_{pipeline}_*/manifest.json"))]
+    "Runs of a pipeline in the order they ran (with a pinned clock many share a start time, so the manifests' write times tell)."
+    return [json.loads(p.read_text()) for p in sorted((root / "runs").glob(f"*_{pipeline}_*/manifest.json"), key=lambda p: p.stat().st_mtime)]
 
 
 @pytest.fixture(scope="module")
 def cycled(tmp_path_factory):
-    "A project after `campaign-lab cycle` with both demo campaigns and two waves; its final state is kept."
+    "A project after the demo loop with both demo campaigns and two waves; its final state is kept."
     root = new_project(tmp_path_factory.mktemp("cycle") / "project")
-    res = cli(root, "cycle", *SPECS, "--waves", "2")
+    res = cli(root, *DEMO, tool="campaign-lab-world")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return {"root": root, "stdout": res.stdout, "state": final_state(root)}
 
@@ -72,15 +86,23 @@ def test_two_campaigns_share_the_waves_without_double_emails(cycled):
     assert a.group_by("wave", "customer_id").len()["len"].max() == 1    # nobody gets two campaign emails in a wave
     # win_back (priority 1) goes first; its audience is the lapsed segments only
     waves = [m for m in runs_of(root, "wave")]
-    order = [(m["parameters"]["wave"], m["parameters"]["campaign_id"]) for m in sorted(waves, key=lambda m: m["started_at"] + m["run_id"])]
+    cycles = sorted((json.loads(p.read_text()) for p in (root / "runs").glob("*_cycle_*/manifest.json")), key=lambda m: m["started_at"])
+    order = [(st["params"]["wave"], st["params"]["campaign_id"]) for m in cycles for st in m["steps"]
+             if st["pipeline"] == "wave" and st["outcome"] == "succeeded"]    # the clock is pinned: the cycles' step order tells
     assert order == [(0, "win_back"), (0, "spring_menu"), (1, "win_back"), (1, "spring_menu")]
     arms = pl.read_parquet(sorted((root / "lake" / "arms").glob("v*.parquet"))[-1])
     assert arms.filter(campaign_id="win_back")["segment"].n_unique() < arms.filter(campaign_id="spring_menu")["segment"].n_unique()
     spring_w1 = next(m for m in waves if m["parameters"] == m["parameters"] | {"campaign_id": "spring_menu", "wave": 1})
     assert spring_w1["metrics"]["customers_in_other_campaigns"] > 0    # the lapsed customers win_back took are skipped
     # the parent run links every step; the index shows both campaigns' allocation and lift against the truth
-    parent = json.loads(sorted((root / "runs").glob("*_cycle_*/manifest.json"))[-1].read_text())
-    assert parent["status"] == "succeeded" and parent["exit_code"] == 0 and len(parent["steps"]) == 16
+    parent = json.loads(max((root / "runs").glob("*_cycle_*/manifest.json"), key=lambda p: p.stat().st_mtime).read_text())
+    assert parent["status"] == "succeeded" and parent["exit_code"] == 0
+    steps = pl.DataFrame({"pipeline": [st["pipeline"] for st in parent["steps"]]}).group_by("pipeline").len()
+    assert dict(steps.iter_rows()) | {"ingest": 0} == {"ingest": 0, "validate": 1, "segment_apply": 1, "variants": 2, "wave": 4, "export": 4,
+                                                       "feedback": 4, "lift": 2}, steps
+    assert not (root / "lake" / "customer_truth").exists() and not (root / "lake" / "response_model").exists()
+    outbox = sorted(str(p.relative_to(root / "outbox")) for p in (root / "outbox").glob("*/*/*"))
+    assert outbox == [f"{c}/wave{w}/braze-csv" for c in ("spring_menu", "win_back") for w in (0, 1)]
     page = (root / "runs" / "index.html").read_text()
     for text in ("Allocation over waves", "Final lift", "win_back", "spring_menu", "True lift (synthetic chain)", "<svg"):
         assert text in page, text
@@ -89,16 +111,16 @@ def test_two_campaigns_share_the_waves_without_double_emails(cycled):
 def test_a_rerun_is_a_noop_and_lineage_walks_back_to_the_data(cycled):
     root = cycled["root"]
     n_runs = len(list((root / "runs").iterdir()))
-    again = cli(root, "cycle", *SPECS, "--waves", "2")
+    again = cli(root, *DEMO, tool="campaign-lab-world")
     assert again.returncode == 0, again.stdout[-2000:]
-    # every step is already done (the raw tables validate read have not changed): nothing runs
-    assert "succeeded (0 run, 14 already done)" in again.stdout, again.stdout
+    # every step is already done (the files ingested and the tables validate read have not changed): nothing runs
+    assert "succeeded (0 run, " in again.stdout and "already done)" in again.stdout, again.stdout
     assert len(list((root / "runs").iterdir())) == n_runs + 1           # only the cycle's parent folder
     lift = [m for m in runs_of(root, "lift") if m["parameters"]["campaign_id"] == "spring_menu"][-1]
     assert lift["upstream_runs"] and any(t["table"] == "assignments" for t in lift["inputs"])
     tree = cli(root, "runs", "lineage", lift["run_id"])
     assert tree.returncode == 0
-    for pipeline in ("(wave,", "(feedback,", "(variants,", "(segment_apply,", "(segment_fit,", "(synth,"):
+    for pipeline in ("(wave,", "(feedback,", "(variants,", "(segment_apply,", "(segment_fit,", "(ingest,"):
         assert pipeline in tree.stdout, (pipeline, tree.stdout[:2000])
     assert "segmenter segmenter.json (champion)" in tree.stdout and "customers v1" in tree.stdout
 
@@ -134,33 +156,36 @@ def test_alerts_and_policy_promotion(cycled):
 
 
 def test_events_files_missing_corrupted_good_and_fed_twice(cycled):
-    "A third wave answered by files: the cycle waits for them, stops at a corrupted one, and resumes."
+    "A third wave answered by files: the cycle waits for them, stops at a corrupted one, resumes, and waits for the lift's orders."
+    import datetime as dt
     from campaign_lab.lake import read_table, table_versions
-    from campaign_lab.synth import respond
+    from conftest import world_answers
     root = cycled["root"]
-    drop = root / "inbox"
-    drop.mkdir()
-    waiting = cli(root, "cycle", *SPECS, "--waves", "3", "--events-dir", "inbox")
+    waiting = cli(root, "cycle", *SPECS, "--waves", "3")
     assert waiting.returncode == 3 and "Waiting for the events of wave 2 of win_back" in waiting.stdout, waiting.stdout[-2000:]
+    parent = json.loads(max((root / "runs").glob("*_cycle_*/manifest.json"), key=lambda p: p.stat().st_mtime).read_text())
+    assert parent["waiting_for"]["kind"] == "events" and parent["waiting_for"]["wave"] == 2
+    clock = dt.datetime.fromisoformat(world_clock(root)) + dt.timedelta(days=7)
+    world_answers(root, clock)                                        # the CRM's events of wave 2 (and a week of orders)
+    state = json.loads((root / "world" / "world.json").read_text())
+    (root / "world" / "world.json").write_text(json.dumps(state | {"clock": clock.isoformat()}))   # a week later
+    drop = root / "inbox" / "events"
+    good = pl.read_parquet(drop / "win_back_wave2.parquet")
+    good.with_columns(price=pl.when(pl.col("event_type") == "users.behaviors.Purchase").then(-5.0)).write_parquet(drop / "win_back_wave2.parquet")
     lake = root / "lake"
-    assignments, variants = read_table(lake, "assignments"), read_table(lake, "variants")
-    truth = read_table(lake, "customer_truth")
-    answers = {c: respond(assignments.filter(campaign_id=c, wave=2), variants, truth, seed=99) for c in ("win_back", "spring_menu")}
-    corrupted = answers["win_back"].with_columns(revenue=pl.when(pl.col("event_type") == "conversion").then(-5.0).otherwise(pl.col("revenue")))
-    corrupted.write_parquet(drop / "win_back_wave2.parquet")
     state_versions = len(table_versions(lake, "bandit_state"))
-    failed = cli(root, "cycle", *SPECS, "--waves", "3", "--events-dir", "inbox")
+    failed = cli(root, "cycle", *SPECS, "--waves", "3")
     assert failed.returncode == 1 and "ContractError" in failed.stdout and "revenue" in failed.stdout, failed.stdout[-2000:]
     assert len(table_versions(lake, "bandit_state")) == state_versions   # nothing was written
-    report = (sorted((root / "runs").glob("*_feedback_*"))[-1] / "report.html").read_text()
+    report = (max((root / "runs").glob("*_feedback_*"), key=lambda p: p.stat().st_mtime) / "report.html").read_text()
     assert "a data contract was broken" in report
-    for c, events in answers.items(): events.write_parquet(drop / f"{c}_wave2.parquet")
-    done = cli(root, "cycle", *SPECS, "--waves", "3", "--events-dir", "inbox")
-    assert done.returncode == 0, done.stdout[-3000:]
+    good.write_parquet(drop / "win_back_wave2.parquet")
+    done = cli(root, "cycle", *SPECS, "--waves", "3")                 # feedback resumes; the lift waits for wave 2's window
+    assert done.returncode == 3 and "Waiting for orders: the lift window of wave 2 of win_back" in done.stdout, done.stdout[-3000:]
     after = read_table(lake, "bandit_state")
     # the same events fed twice change nothing
-    again = cli(root, "run", "feedback", "-p", "campaign_id=win_back", "-p", "wave=2", "-p", "source=file",
-                "-p", f"events_path={drop / 'win_back_wave2.parquet'}")
+    again = cli(root, "run", "feedback", "-p", "campaign_id=win_back", "-p", "wave=2", "-p", f"events_path={drop / 'win_back_wave2.parquet'}",
+                "-p", f"mapping={drop / 'mapping.yaml'}")
     assert again.returncode == 0, again.stdout[-2000:]
     assert runs_of(root, "feedback")[-1]["metrics"]["new_events"] == 0
     assert read_table(lake, "bandit_state").equals(after)
@@ -180,7 +205,7 @@ def _kill_tree(proc: subprocess.Popen):
 def test_killed_in_the_middle_resumes_to_the_same_final_state(cycled, tmp_path):
     from campaign_lab.lake import fingerprint_file, read_table, table_versions, TABLES
     root = new_project(tmp_path / "project")
-    cmd = [str(BIN / "campaign-lab"), "cycle", *SPECS, "--waves", "2"]
+    cmd = [str(BIN / "campaign-lab-world"), *DEMO]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env(root))
     deadline = time.monotonic() + 600
     target = None
@@ -203,7 +228,7 @@ def test_killed_in_the_middle_resumes_to_the_same_final_state(cycled, tmp_path):
         for v in table_versions(root / "lake", table):
             assert fingerprint_file(v.path) == v.fingerprint, v
             read_table(root / "lake", table, version=v.version)
-    resumed = cli(root, "cycle", *SPECS, "--waves", "2")
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(root), timeout=1200)
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert "already done" in resumed.stdout
     mine, reference = final_state(root), cycled["state"]

@@ -1,5 +1,6 @@
 "Runs through the Python API: success, failure, refusal, index."
 import json
+from pathlib import Path
 
 import nbformat
 import polars as pl
@@ -37,7 +38,9 @@ def test_successful_run_folder(synth_run):
     params = yaml.safe_load((res.run_dir / "params.yaml").read_text())
     assert params == m["parameters"] and params["project_root"] == str(root.resolve())
     written = {o["table"]: o for o in m["outputs"]}
-    assert set(written) == {"customers", "transactions", "customer_truth", "response_model"}
+    assert set(written) == {"customers", "transactions"}                    # the world's truth stays in its folder
+    assert {Path(f["file"]).parent.name for f in m["input_files"]} == {"customers", "orders"}   # the inbox exports, fingerprinted
+    assert (root / "world" / "customer_truth.parquet").exists() and not (root / "lake" / "customer_truth").exists()
     for name, o in written.items():
         v = table_versions(root / "lake", name)[-1]
         assert (v.fingerprint, v.run_id, v.rows) == (o["fingerprint"], res.run_id, o["rows"])
@@ -68,7 +71,8 @@ def test_rerun_reuses_identical_tables_in_a_new_folder(synth_run):
     root, first = synth_run
     again = execute("synth", {"n_customers": 3000, "seed": 5}, root=root)
     assert again.ok and again.run_dir != first.run_dir
-    assert all(o["reused"] and o["version"] == 1 for o in again.manifest["outputs"])
+    assert again.manifest["outputs"] == [] and again.manifest["metrics"]["orders_added"] == 0   # the same world: nothing new
+    assert len(table_versions(root / "lake", "transactions")) == 1
     assert len(list_runs(root / "runs")) >= 2
 
 
@@ -141,8 +145,8 @@ def test_repository_pipelines_declare_documented_parameters():
 def test_closed_set_parameters_are_refused_before_a_kernel_starts(project):
     with pytest.raises(PipelineError, match="parameter 'engine' must be one of 'default', 'polars', 'spark', got 'dask'"):
         execute("wave", {"engine": "dask"}, root=project)
-    with pytest.raises(PipelineError, match="parameter 'source' must be one of 'synthetic', 'file'"):
-        execute("feedback", {"source": "ftp"}, root=project)
+    with pytest.raises(PipelineError, match="parameter 'conversions' must be one of 'crm', 'orders'"):
+        execute("feedback", {"conversions": "ftp"}, root=project)
     assert not any((project / "runs").iterdir())   # no run folder was made
 
 

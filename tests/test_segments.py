@@ -73,7 +73,7 @@ def test_pipelines_promotion_and_apply(project):
     assert execute("synth", {"n_customers": 6000, "seed": 2}, root=project).ok
     with pytest.raises(FileNotFoundError, match="campaign-lab promote segmenter RUN_ID"):
         resolve_alias(project / "runs", "segmenter")
-    fit = execute("segment_fit", {"sample": 5000, "bootstraps": 1}, root=project)
+    fit = execute("segment_fit", {"sample": 5000, "bootstraps": 1, "truth_path": str(project / "world" / "customer_truth.parquet")}, root=project)
     assert fit.ok, fit.manifest["error"]
     assert (fit.run_dir / "segmenter.json").exists() and not table_versions(project / "lake", "segments")  # a candidate only
     assert 0 < fit.manifest["metrics"]["ari_vs_truth"] <= 1

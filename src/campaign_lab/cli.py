@@ -49,11 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     cyc = sub.add_parser("cycle", help="run or resume the campaign cycle: validate, segments, variants, waves, feedback, lift")
     cyc.add_argument("--campaign", action="append", required=True, metavar="SPEC", help="campaign spec file; repeatable")
     cyc.add_argument("--waves", type=int, default=3)
-    cyc.add_argument("--n-customers", type=int, help="size of the synthetic chain if the lake is empty")
     cyc.add_argument("--seed", type=int)
     cyc.add_argument("--as-of", default="", metavar="DATE", help="run date (YYYY-MM-DD) for the segment features; default: after the last order")
     cyc.add_argument("--policy", help="bandit policy for the waves: a name or a promoted alias (champion)")
-    cyc.add_argument("--events-dir", metavar="DIR", help="read each wave's events from DIR/<campaign>_wave<w>.parquet instead of the synthetic chain")
+    cyc.add_argument("--inbox", metavar="DIR", help="where the chain and the CRM drop exports: customers/, orders/, events/ (default: the inbox_dir setting)")
+    cyc.add_argument("--conversions", choices=["crm", "orders"], default="crm",
+                     help="feedback's conversions: the CRM's events, or the orders within attribution_days of a send")
     ing = sub.add_parser("ingest", help="add a chain's export files (a customer snapshot, or orders) to the lake, gated by the contract")
     ing.add_argument("table", choices=["customers", "transactions"], help="the lake table the files feed")
     ing.add_argument("files", nargs="+", metavar="FILE", help="a .csv or .parquet export; several are one ingest")
@@ -214,8 +215,8 @@ def _cmd_export(settings, args, out) -> int:
 # %% ../../nbs/58_cli.ipynb #c1aa06db
 def _cmd_cycle(settings, args, out) -> int:
     from campaign_lab.cycle import run_cycle
-    m = run_cycle(args.campaign, waves=args.waves, root=settings.root, n_customers=args.n_customers, seed=args.seed,
-                  as_of=args.as_of, policy=args.policy, events_dir=args.events_dir, echo=lambda line: print(line, file=out, flush=True))
+    m = run_cycle(args.campaign, waves=args.waves, root=settings.root, seed=args.seed, as_of=args.as_of, policy=args.policy,
+                  inbox=args.inbox, conversions=args.conversions, echo=lambda line: print(line, file=out, flush=True))
     print(f"cycle {m['run_id']}: {m['status']} ({m['metrics']['steps_run']} run, {m['metrics']['steps_skipped']} already done)", file=out)
     if m.get("stop_reason"): print(m["stop_reason"], file=out)
     print(f"index:  {settings.runs_dir / 'index.html'}", file=out)

@@ -10,7 +10,9 @@ import html
 from pathlib import Path
 from typing import NamedTuple
 
-from .lake import table_versions
+import polars as pl
+
+from .lake import fingerprint_file, read_table, table_versions
 from .monitor import evaluate_alerts
 from .execute import KernelPool, RunResult, execute
 from .pipelines import notebook_parameters, pipeline_path
@@ -21,7 +23,7 @@ from .settings import load_settings
 from .variants import load_spec
 
 # %% auto #0
-__all__ = ['ONCE', 'Step', 'previous_run', 'events_file', 'plan', 'run_cycle']
+__all__ = ['ONCE', 'Step', 'previous_run', 'events_file', 'ingest_steps', 'plan', 'run_cycle']
 
 # %% ../../nbs/57_cycle.ipynb #d49f15d9
 class Step(NamedTuple):
@@ -42,14 +44,22 @@ def _still_current(settings, m: RunRecord) -> bool:
         if not versions or versions[-1].fingerprint != t["fingerprint"]: return False
     return True
 
-ONCE = ("wave", "feedback")   # done once per (campaign, wave): a wave is never reassigned, a wave's events are ingested once
+ONCE = ("wave", "export", "feedback")   # once per (campaign, wave): never reassigned, exported once, its events ingested once
+
+def _same_files(r: RunRecord, paths: list) -> bool:
+    "The run ingested exactly these files, with the content they have now."
+    had = {f["file"]: f["fingerprint"] for f in r.input_files}
+    return all(Path(p).is_file() and had.get(str(p)) == fingerprint_file(p) for p in paths)
 
 def previous_run(settings, step: Step, defaults: dict) -> RunRecord | None:
-    "A succeeded run that makes `step` unnecessary: same parameters and inputs unchanged, or for `ONCE` pipelines the same (campaign, wave)."
+    """A succeeded run that makes `step` unnecessary: same parameters and inputs unchanged; for `ONCE` pipelines the same
+    (campaign, wave); for an ingest the same files with the same fingerprints."""
     want = defaults | step.params
     for r in list_runs(settings.runs_dir):
         if r.pipeline != step.pipeline or not r.ok: continue
-        if step.pipeline in ONCE:
+        if step.pipeline == "ingest":
+            if r.parameters.get("paths") == want["paths"] and r.parameters.get("table") == want["table"] and _same_files(r, want["paths"]): return r
+        elif step.pipeline in ONCE:
             if all(r.parameters.get(k) == want.get(k) for k in ("campaign_id", "wave")): return r
         elif _same_params(r.parameters, want) and _still_current(settings, r): return r
     return None
@@ -62,30 +72,46 @@ def events_file(events_dir: Path, campaign_id: str, wave: int) -> Path | None:
         if p.exists(): return p
     return None
 
+# %% ../../nbs/57_cycle.ipynb #dffdc0e1
+def _mapping(folder: Path) -> str:
+    "The mapping file of an inbox folder (mapping.yaml), or '' when its files use the import format."
+    return str(folder / "mapping.yaml") if (folder / "mapping.yaml").is_file() else ""
+
+def ingest_steps(inbox: Path) -> list[Step]:
+    "One ingest per export file in the inbox, customers before orders, each folder's files in name order (date-stamped names sort in time)."
+    steps = []
+    for table, sub in (("customers", "customers"), ("transactions", "orders")):
+        folder = Path(inbox) / sub
+        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".csv", ".parquet") and not p.name.startswith("."))
+        steps += [Step("ingest", {"table": table, "paths": [str(p)], "mapping": _mapping(folder)}) for p in files]
+    return steps
+
 # %% ../../nbs/57_cycle.ipynb #da7c316b
 def plan(
     specs: list[Path],          # campaign spec files
     waves: int,                 # waves per campaign
     *,
     seed: int,
+    inbox: Path,                # where the CRM drops events files (events/) and the chain its exports
     policy: str | None = None,  # the wave pipeline's policy (a name or a promoted alias); its default when None
-    events_dir: Path | None = None,  # where the email system drops events files; None: the synthetic chain answers
+    conversions: str = "crm",   # where feedback takes conversions from: the CRM's events, or the orders (attribution)
 ) -> list[Step]:
-    "The campaign steps of a cycle, in order: variants, then per wave every campaign's wave and feedback, then lift."
+    "The campaign steps of a cycle, in order: variants, then per wave every campaign's wave, export and feedback, then lift."
     campaigns = sorted((load_spec(p) for p in specs), key=lambda s: (s.priority, s.campaign_id))
     ids = [s.campaign_id for s in campaigns]
     dup = sorted({c for c in ids if ids.count(c) > 1})
     if dup: raise ValueError(f"campaign id(s) {', '.join(dup)} appear in more than one spec: each campaign needs its own id")
     pol = {"policy": policy} if policy else {}
+    events = Path(inbox) / "events"
     def feedback(s, w):
-        if events_dir is None: return {"campaign_id": s.campaign_id, "wave": w, "seed": seed}
-        return {"campaign_id": s.campaign_id, "wave": w, "seed": seed, "source": "file",
-                "events_path": str(events_file(events_dir, s.campaign_id, w) or Path(events_dir) / f"{s.campaign_id}_wave{w}.parquet")}
+        path = events_file(events, s.campaign_id, w) or events / f"{s.campaign_id}_wave{w}.parquet"
+        return {"campaign_id": s.campaign_id, "wave": w, "events_path": str(path), "mapping": _mapping(events), "conversions": conversions}
     steps = [Step("variants", {"spec": str(s.source)}) for s in campaigns]
     for w in range(waves):
         steps += [Step("wave", {"campaign_id": s.campaign_id, "wave": w, "seed": seed, **pol}) for s in campaigns]
+        steps += [Step("export", {"campaign_id": s.campaign_id, "wave": w}) for s in campaigns]
         steps += [Step("feedback", feedback(s, w)) for s in campaigns]
-    steps += [Step("lift", {"campaign_id": s.campaign_id, "seed": seed}) for s in campaigns]
+    steps += [Step("lift", {"campaign_id": s.campaign_id, "wave": waves - 1}) for s in campaigns]
     return steps
 
 # %% ../../nbs/57_cycle.ipynb #4108fab8
@@ -107,16 +133,25 @@ def _write_parent(parent: Path, manifest: dict):
 def _champion_segmenter(settings) -> bool:
     return alias_entry(settings.runs_dir, "segmenter", "champion") is not None
 
+def _lift_window_end(settings, campaign_id: str, wave: int, window_days: int) -> tuple[dt.datetime | None, dt.datetime | None]:
+    "When the lift window of a wave ends, and the latest order in the lake (None when there is none)."
+    if not table_versions(settings.lake_dir, "assignments") or not table_versions(settings.lake_dir, "transactions"): return None, None
+    sent = (read_table(settings.lake_dir, "assignments", lazy=True).filter(campaign_id=campaign_id, wave=wave)
+            .select(pl.col("assigned_at").min()).collect().item())
+    last = read_table(settings.lake_dir, "transactions", lazy=True).select(pl.col("ordered_at").max()).collect().item()
+    return (None if sent is None else sent + dt.timedelta(days=window_days)), last
+
 def run_cycle(
     specs: list[str | Path],     # campaign spec files
     *,
     waves: int,                  # waves per campaign
     root: str | Path | None = None,
-    n_customers: int | None = None,  # size of the synthetic chain if the lake has none yet
     seed: int | None = None,
     as_of: str = "",             # run date (YYYY-MM-DD) for the segment features; "" uses the day after the last order
     policy: str | None = None,   # bandit policy for the waves: a name or a promoted alias (champion); the wave's default when None
-    events_dir: str | Path | None = None,  # folder the email system drops events files into; None: synthetic feedback
+    inbox: str | Path | None = None,   # where the chain and the CRM drop their exports; the inbox_dir setting when None
+    conversions: str = "crm",    # feedback's conversions: from the CRM's events (crm) or from the orders (orders, attribution_days)
+    world_dir: str | Path | None = None,   # a synthetic world's folder: its truth is shown beside the estimates (segments, lift)
     echo=print,                  # where progress lines go
 ) -> dict:                       # the parent run's manifest; `exit_code` says what a scheduler should see
     "Run (or resume) the whole campaign cycle as a chain of pipeline runs."
@@ -125,34 +160,50 @@ def run_cycle(
     if waves < 1: raise ValueError(f"waves must be at least 1, got {waves}")
     if as_of: dt.date.fromisoformat(as_of)   # a malformed date is refused before anything runs
     paths = [Path(p) if Path(p).is_absolute() else settings.root / p for p in specs]
-    ev_dir = None if events_dir is None else (Path(events_dir) if Path(events_dir).is_absolute() else settings.root / events_dir)
-    steps = plan(paths, waves, seed=seed, policy=policy, events_dir=ev_dir)
+    box = settings.inbox if inbox is None else (Path(inbox) if Path(inbox).is_absolute() else settings.root / inbox)
+    if conversions not in ("crm", "orders"): raise ValueError(f"conversions must be crm or orders, got {conversions!r}")
+    steps = plan(paths, waves, seed=seed, policy=policy, inbox=box, conversions=conversions)
     started = now()
     run_id = new_run_id("cycle", started)
     parent = settings.runs_dir / run_id
     parent.mkdir(parents=True, exist_ok=False)
     manifest = {"run_id": run_id, "pipeline": "cycle", "status": "running", "started_at": started.isoformat(timespec="seconds"),
                 "parameters": {"specs": [str(p) for p in paths], "waves": waves, "seed": seed, "as_of": as_of, "policy": policy,
-                               "events_dir": None if ev_dir is None else str(ev_dir)},
+                               "inbox": str(box), "conversions": conversions, "world_dir": None if world_dir is None else str(world_dir)},
                 "seed": seed, "campaigns": [load_spec(p).campaign_id for p in paths], "waves": waves, "steps": [], "metrics": {}}
     _write_parent(parent, manifest)
 
     def do(step: Step, number: int) -> str:
         spec = notebook_parameters(pipeline_path(settings, step.pipeline))
         defaults = {k: p.default for k, p in spec.items()} | ({"seed": settings.seed} if "seed" in spec else {})
+        if step.pipeline == "lift" and world_dir:   # the world's true lift, once it has written it, is shown beside the estimate
+            truth = Path(world_dir) / "truth" / f"{step.params['campaign_id']}_wave{step.params['wave']}.json"
+            if truth.is_file(): step = step._replace(params=step.params | {"truth_path": str(truth)})
         earlier = previous_run(settings, step, defaults)
         if earlier is not None:
             manifest["steps"].append({"step": number, "pipeline": step.pipeline, "params": step.params, "run_id": earlier.run_id,
                                       "outcome": "already done (no-op)"})
             echo(f"[{number}] {step.pipeline} {step.params}: already done in {earlier.run_id}, not rerun")
             return "succeeded"
-        if step.pipeline == "feedback" and step.params.get("source") == "file" and not Path(step.params["events_path"]).exists():
+        if step.pipeline == "feedback" and not Path(step.params["events_path"]).exists():
             manifest["steps"].append({"step": number, "pipeline": step.pipeline, "params": step.params, "run_id": None,
                                       "outcome": "waiting for events"})
             manifest["stop_reason"] = (f"Waiting for the events of wave {step.params['wave']} of {step.params['campaign_id']}: "
                                        f"no {step.params['events_path']} yet (or .csv). Run the cycle again when it has arrived.")
+            manifest["waiting_for"] = {"kind": "events", "campaign_id": step.params["campaign_id"], "wave": step.params["wave"],
+                                       "path": step.params["events_path"]}
             echo(f"[{number}] feedback {step.params['campaign_id']} wave {step.params['wave']}: waiting for {step.params['events_path']}")
             return "waiting"
+        if step.pipeline == "lift":
+            end, last = _lift_window_end(settings, step.params["campaign_id"], step.params["wave"], int(defaults["window_days"]))
+            if end is not None and (last is None or last < end - dt.timedelta(days=1)):
+                manifest["steps"].append({"step": number, "pipeline": "lift", "params": step.params, "run_id": None, "outcome": "waiting for orders"})
+                manifest["stop_reason"] = (f"Waiting for orders: the lift window of wave {step.params['wave']} of {step.params['campaign_id']} "
+                                           f"ends {end:%Y-%m-%d %H:%M}, the orders in the lake reach {last or 'nothing'}. Run the cycle again "
+                                           "when the orders up to then are in the inbox.")
+                manifest["waiting_for"] = {"kind": "orders", "campaign_id": step.params["campaign_id"], "until": end.isoformat()}
+                echo(f"[{number}] lift {step.params['campaign_id']}: waiting for orders up to {end:%Y-%m-%d %H:%M}")
+                return "waiting"
         res: RunResult = execute(step.pipeline, step.params, root=settings.root, kernels=pool)
         entry = {"step": number, "pipeline": step.pipeline, "params": step.params, "run_id": res.run_id, "outcome": res.status}
         manifest["steps"].append(entry)
@@ -181,11 +232,17 @@ def run_cycle(
         number += 1
         return do(step, number)
     try:
-        if not table_versions(settings.lake_dir, "customers"):
-            outcome = next_step(Step("synth", {"n_customers": n_customers or settings.n_customers, "seed": seed}))
-        if outcome == "succeeded": outcome = next_step(Step("validate", {}))
+        for step in ingest_steps(box):
+            if outcome != "succeeded": break
+            outcome = next_step(step)
+        if outcome == "succeeded" and not table_versions(settings.lake_dir, "customers"):
+            manifest["stop_reason"] = f"The lake has no customers and the inbox {box / 'customers'} no export: nothing to run on."
+            echo(manifest["stop_reason"])
+            outcome = "failed"
+        if outcome == "succeeded": outcome = next_step(Step("validate", {"tables": "customers,transactions"}))   # what came from outside
         if outcome == "succeeded" and not _champion_segmenter(settings):
-            outcome = next_step(Step("segment_fit", {"seed": seed, "as_of": as_of}))
+            truth = Path(world_dir) / "customer_truth.parquet" if world_dir else None
+            outcome = next_step(Step("segment_fit", {"seed": seed, "as_of": as_of} | ({"truth_path": str(truth)} if truth and truth.is_file() else {})))
             if outcome == "succeeded":
                 promote(settings.runs_dir, "segmenter", "latest", "champion", note=f"first segmenter, promoted by cycle {run_id}")
                 echo("promoted the new segmenter as champion")

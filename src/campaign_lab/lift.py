@@ -18,8 +18,8 @@ from .records import Metrics
 
 # %% auto #0
 __all__ = ['Correction', 'PROJECTION_ASSUMPTIONS', 'adjust_pvalues', 'compare', 'srm', 'bayesian', 'variant_effects', 'project',
-           'sample_size', 'mde', 'binary_sd', 'suggest_holdout', 'LiftMetrics', 'pick_wave', 'pre_period', 'lift_frame',
-           'LiftAnalysis', 'measure_lift', 'lift_metrics']
+           'sample_size', 'mde', 'binary_sd', 'suggest_holdout', 'LiftMetrics', 'pick_wave', 'pre_period',
+           'OrdersWindow', 'orders_window', 'lift_frame', 'LiftAnalysis', 'measure_lift', 'lift_metrics']
 
 # %% ../../nbs/40_lift.ipynb #10e4c4ce
 Correction = Literal["holm", "bh", "bonferroni", "none"]
@@ -300,6 +300,42 @@ def pre_period(
     last = transactions["ordered_at"].max()
     return (transactions.filter(pl.col("ordered_at") > last - dt.timedelta(days=days))
             .group_by("customer_id").agg(pre_spend=pl.col("amount").sum()))
+
+# %% ../../nbs/40_lift.ipynb #8b6a4082
+class OrdersWindow(NamedTuple):
+    "A wave's customers' orders around its send: the outcomes after it and the CUPED covariate before it."
+    outcomes: pl.DataFrame        # customer_id, visits, spend in [start, end)
+    pre: pl.DataFrame             # customer_id, pre_spend in [start - pre_days, start)
+    start: dt.datetime            # the wave's send time
+    end: dt.datetime              # the end of the window
+    orders_until: dt.datetime | None   # the latest order in the log
+    @property
+    def complete(self) -> bool:
+        "Whether the order log reaches the end of the window (a day's slack for the last export)."
+        return self.orders_until is not None and self.orders_until >= self.end - dt.timedelta(days=1)
+
+def orders_window(
+    transactions,                 # the order log (a DataFrame or a LazyFrame scan of the lake's transactions)
+    rows: pl.DataFrame,           # the wave's assignment rows (their assigned_at is the send time)
+    *,
+    window_days: int,             # the window after the send
+    pre_days: int,                # the period before it, for the covariate
+) -> OrdersWindow:
+    "Each customer's visits and spend over the window after the wave, and spend before it, counted from the orders."
+    start = rows["assigned_at"].min()
+    end, pre_start = start + dt.timedelta(days=window_days), start - dt.timedelta(days=pre_days)
+    ids = rows.select("customer_id").unique()
+    tx = transactions.lazy()
+    after = pl.col("ordered_at") >= start
+    agg = (tx.filter((pl.col("ordered_at") >= pre_start) & (pl.col("ordered_at") < end)).select("customer_id", "ordered_at", "amount")
+           .join(ids.lazy(), on="customer_id", how="semi")
+           .group_by("customer_id").agg(visits=after.sum().cast(pl.Int64), spend=pl.col("amount").filter(after).sum(),
+                                        pre_spend=pl.col("amount").filter(~after).sum())
+           .collect())
+    per = ids.join(agg, on="customer_id", how="left").fill_null(0)
+    until = tx.select(pl.col("ordered_at").max()).collect().item()
+    return OrdersWindow(per.select("customer_id", "visits", pl.col("spend").cast(pl.Float64)),
+                        per.select("customer_id", pl.col("pre_spend").cast(pl.Float64)), start, end, until)
 
 # %% ../../nbs/40_lift.ipynb #376d301c
 def lift_frame(

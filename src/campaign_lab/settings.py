@@ -47,6 +47,7 @@ class Settings:
     spark_conf: str = "spark.sql.shuffle.partitions=8, spark.driver.memory=4g"   # session options, key=value, comma-separated
     spark_lake_uri: str = ""            # the lake as Spark addresses it (e.g. s3a://bucket/lake); empty: lake_dir as a file URI
     # the real loop (optional keys): send files out, conversions back (see campaign_lab.export and campaign_lab.waves)
+    inbox_dir: str = "inbox"            # where the chain and its CRM drop exports: customers/, orders/, events/ (each may hold a mapping.yaml)
     outbox_dir: str = "outbox"          # where each wave's send files go: <outbox>/<campaign>/wave<k>/<format>/
     export_formats: str = "braze-csv"   # formats the cycle's export step writes, comma-separated (braze-csv, cdi, api-batches, csv)
     attribution_days: int = 7           # a treated customer's orders this many days after the send count as conversions (feedback from orders)
@@ -55,6 +56,12 @@ class Settings:
     def outbox(self) -> Path:
         "The outbox folder, absolute."
         p = Path(self.outbox_dir).expanduser()
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    @property
+    def inbox(self) -> Path:
+        "The inbox folder, absolute."
+        p = Path(self.inbox_dir).expanduser()
         return p if p.is_absolute() else (self.root / p).resolve()
 
     @property

@@ -19,9 +19,9 @@ from .lake import DAYPARTS, EVENT_TYPES, OFFER_TYPES, TABLES, TONALITIES
 
 # %% auto #0
 __all__ = ['BEHAVIOUR_TYPES', 'TYPE_NAMES', 'CHUNK', 'BehaviourType', 'discount_share', 'ResponseModel', 'default_response_model',
-           'response_model_frame', 'response_model_from_frame', 'SynthChain', 'generate_chain', 'ChainMetrics',
-           'chain_metrics', 'response_probabilities', 'typical_customers', 'expected_outcomes', 'draw_window_outcomes',
-           'WindowAnswers', 'window_answers', 'respond']
+           'response_model_frame', 'response_model_from_frame', 'SynthChain', 'type_tables', 'generate_chain',
+           'ChainMetrics', 'chain_metrics', 'response_probabilities', 'typical_customers', 'expected_outcomes',
+           'draw_window_outcomes', 'WindowAnswers', 'window_answers', 'respond']
 
 # %% ../../nbs/45_synth.ipynb #391199d5
 class BehaviourType(NamedTuple):
@@ -155,7 +155,7 @@ def _lut(probs: np.ndarray) -> np.ndarray:
     grid = np.arange(1 << _LUT_BITS)
     return np.stack([np.searchsorted(e[:-1], grid, side="right") for e in edges]).astype(np.uint8)
 
-def _type_tables():
+def type_tables():
     T = BEHAVIOUR_TYPES
     k = np.arange(_MAX_ITEMS)  # items - 1 ~ Poisson(items - 1), capped at _MAX_ITEMS
     lam = np.array([t.items - 1 for t in T])[:, None]
@@ -249,7 +249,7 @@ def generate_chain(
     start = (end - _EPOCH).days - days + 1
     if (opened - _EPOCH).days >= start:
         raise ValueError(f"opened ({opened}) must be before the first day of the history ({end - dt.timedelta(days=days - 1)})")
-    tt = _type_tables()
+    tt = type_tables()
     sizes = [min(CHUNK, n_customers - i) for i in range(0, n_customers, CHUNK)]
     jobs = [(seed, c, size, 1 + c * CHUNK, start, days, (opened - _EPOCH).days, tt) for c, size in enumerate(sizes)]
     with ThreadPoolExecutor(max(1, threads)) as pool:

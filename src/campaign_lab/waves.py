@@ -16,6 +16,7 @@ import polars as pl
 
 from .bandit import BanditState, Policy, assign, make_policy, state_for_campaign, update
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
+from .lake import EVENT_TYPES, TABLES
 from .records import Metrics, now
 from .segments import SegmentApplyMetrics, Segmenter, assign_segments, feature_date, features, profile
 from .settings import Settings
@@ -26,7 +27,7 @@ __all__ = ['ENGINES', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Eng
            'assign_wave', 'unanswered', 'PolarsEngine', 'VariantShare', 'send_list', 'allocation_record',
            'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics', 'WaveRows', 'wave_rows',
            'feedback_policy', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions', 'fold_feedback',
-           'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
+           'attribute_orders', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -363,19 +364,23 @@ def check_batch(
     campaign_id: str,
     wave: int,
     stored: pl.DataFrame | None = None,   # the lake's events: ids already folded in, with their campaign and wave
+    assigned: list[int] | None = None,    # the campaign's assigned waves; events of an earlier one are late and credited to it
 ) -> None:
-    "Refuse a batch that belongs to another campaign or wave, or whose ids were already used by another wave's events."
-    other = events.filter((pl.col("campaign_id") != campaign_id) | (pl.col("wave") != wave))
+    """Refuse a batch with events of another campaign, of a later or never-assigned wave, or whose ids were already used by
+    another wave's events. Events of an earlier assigned wave of the campaign are late feedback, credited to their wave."""
+    late_ok = pl.col("wave").is_in(pl.lit(pl.Series([w for w in (assigned or []) if w < wave], dtype=pl.Int32)).implode())
+    other = events.filter((pl.col("campaign_id") != campaign_id) | ((pl.col("wave") != wave) & ~late_ok))
     if other.height:
         found = other.group_by("campaign_id", "wave").len().sort("len", descending=True)
-        said = ", ".join(f"{n:,} of campaign '{c}' wave {w}" for c, w, n in found.head(3).iter_rows())
-        raise FeedbackError(f"the events are not all of campaign '{campaign_id}' wave {wave}: {said} (of {events.height:,}); "
+        said = ", ".join(f"{n:,} of campaign '{c}' wave {w}" + ("" if c != campaign_id else " (a later wave)" if w > wave else " (never assigned)")
+                         for c, w, n in found.head(3).iter_rows())
+        raise FeedbackError(f"the events are not all of campaign '{campaign_id}' wave {wave} (or an earlier wave of it): {said} (of {events.height:,}); "
                             "nothing was folded in: feed each wave its own events")
     if stored is not None and stored.height:
-        reused = events.select("event_id").join(stored.select("event_id", "campaign_id", "wave"), on="event_id")
-        reused = reused.filter((pl.col("campaign_id") != campaign_id) | (pl.col("wave") != wave))
+        reused = events.select("event_id", "wave").join(stored.select("event_id", "campaign_id", pl.col("wave").alias("stored_wave")), on="event_id")
+        reused = reused.filter((pl.col("campaign_id") != campaign_id) | (pl.col("stored_wave") != pl.col("wave")))
         if reused.height:
-            c, w = reused.row(0)[1:]
+            c, w = reused.row(0)[2:]
             raise FeedbackError(f"{reused.height:,} event id(s) of this batch (e.g. {reused['event_id'][0]!r}) were folded in before as "
                                 f"events of campaign '{c}' wave {w}; an event id names one event of the whole chain, so this file "
                                 "repeats another wave's events: nothing was folded in")
@@ -384,17 +389,19 @@ _SKEW = dt.timedelta(days=1)   # events may carry a clock up to a day behind the
 
 # %% ../../nbs/35_waves.ipynb #b4706a76
 def contradictions(
-    events: pl.DataFrame,       # one wave's batch, past its contract
-    rows: pl.DataFrame,         # the wave's assignment rows
+    events: pl.DataFrame,       # a batch, past its contract
+    rows: pl.DataFrame,         # the assignment rows of the waves the batch's events name
     stored: pl.DataFrame | None = None,   # the lake's events (earlier batches' sends count)
 ) -> pl.DataFrame:              # the events that contradict the assignments, with `failed_rules`
-    "Events the wave's assignments rule out: a holdout customer's, another variant than assigned, a response without a send, or dated before the wave."
-    j = events.join(rows.select("customer_id", "arm", assigned=pl.col("variant_id"), assigned_at="assigned_at"), on="customer_id", how="left")
+    "Events the assignments of their wave rule out: a holdout customer's, another variant than assigned, a response without a send, or dated before the wave."
+    on = ["wave", "customer_id"]
+    j = events.join(rows.select(*on, "arm", assigned=pl.col("variant_id"), assigned_at="assigned_at"), on=on, how="left")
     earlier = stored.join(rows.select("campaign_id", "wave").unique(), on=["campaign_id", "wave"]) if stored is not None else events.clear()
-    sent = pl.concat([events, earlier]).filter(event_type="send").select("customer_id").unique()
+    sent = pl.concat([events, earlier]).filter(event_type="send").select(*on).unique().with_columns(_sent=pl.lit(True))
+    j = j.join(sent, on=on, how="left")
     checks = {"the customer was held out of this wave": pl.col("arm") == "holdout",
               "the variant is not the one assigned": (pl.col("arm") == "treatment") & (pl.col("variant_id") != pl.col("assigned")),
-              "a response without a send": (pl.col("event_type") != "send") & ~pl.col("customer_id").is_in(sent["customer_id"].implode()),
+              "a response without a send": (pl.col("event_type") != "send") & pl.col("_sent").is_null(),
               "dated before the wave was assigned": pl.col("occurred_at") < pl.col("assigned_at") - _SKEW}
     broken = j.with_columns(failed_rules=pl.concat_str([pl.when(c.fill_null(False)).then(pl.lit(r)) for r, c in checks.items()],
                                                        separator="; ", ignore_nulls=True))
@@ -411,19 +418,22 @@ def fold_feedback(
     discount: float = 1.0,      # weight older evidence keeps: 1 keeps everything
 ) -> Feedback:
     """Check a wave's events (their campaign and wave, their contract, against the assignments) and fold the new ones into the
-    campaign's next state version; events the assignments rule out are set aside in `events_quarantine`, not folded."""
+    campaign's next state version; events the assignments rule out are set aside in `events_quarantine`, not folded.
+    Late events of an earlier wave of the campaign are checked against that wave's assignments and credited to it."""
     campaign_id, w = str(wave.rows["campaign_id"][0]), int(wave.rows["wave"][0])
     old_events = reader.read("events", validate=False) if reader.has("events") else None
-    check_batch(events, campaign_id=campaign_id, wave=w, stored=old_events)
+    own = wave.assignments.filter(campaign_id=campaign_id)
+    check_batch(events, campaign_id=campaign_id, wave=w, stored=old_events, assigned=own["wave"].unique().to_list())
+    rows = own.filter(pl.col("wave").is_in(events["wave"].unique().implode()) | (pl.col("wave") == w))   # late events: their own wave's rows
     res = engine.check(reader, "events", events, references={"assignments": wave.assignments, "variants": wave.variants},
                        source=f"events of wave {w}")
     if not res.success and events.height: raise ContractError([res])
-    bad = contradictions(events, wave.rows, old_events)
+    bad = contradictions(events, rows, old_events)
     events = events.join(bad.select("event_id"), on="event_id", how="anti")
     lake_state = reader.read("bandit_state")
     lake_seen = reader.read("bandit_seen", validate=False) if reader.has("bandit_seen") else None
     state = state_for_campaign(lake_state, lake_seen, reader.read("arms").filter(campaign_id=campaign_id), feedback_policy(reward))
-    with_segment = events.join(wave.rows.select("customer_id", "segment"), on="customer_id")
+    with_segment = events.join(rows.select("wave", "customer_id", "segment"), on=["wave", "customer_id"])
     new = engine.update(state, with_segment, reward=reward, discount=None if discount == 1.0 else discount)
     n_new = new.seen.height - state.seen.height
     quarantine = _quarantine(reader, bad)
@@ -441,6 +451,40 @@ def _quarantine(reader: Reader, bad: pl.DataFrame) -> dict:
     old = reader.read("events_quarantine", validate=False) if reader.has("events_quarantine") else bad.clear()
     fresh = bad.join(old.select("event_id"), on="event_id", how="anti").sort("event_id")
     return {"events_quarantine": fresh} if fresh.height else {}
+
+# %% ../../nbs/35_waves.ipynb #697f3f9b
+def attribute_orders(
+    assignments: pl.DataFrame,    # the lake's assignments (every campaign and wave): each treated customer's sends
+    transactions,                 # the lake's orders (a DataFrame or a LazyFrame scan)
+    *,
+    campaign_id: str,
+    wave: int,
+    days: int,                    # orders this many days after the send count
+) -> tuple[pl.DataFrame, str]:    # conversion events credited to the wave; a warning when the window is still open
+    "Conversions of a wave from the orders: last-touch attribution within `days` of the send, one per customer with the window's spend."
+    sends = assignments.filter(arm="treatment").select("campaign_id", "wave", "customer_id", "variant_id", sent_at="assigned_at")
+    this = sends.filter(campaign_id=campaign_id, wave=wave)
+    if this.is_empty(): return pl.DataFrame(schema=TABLES["events"].schema), ""
+    start, end = this["sent_at"].min(), this["sent_at"].max() + dt.timedelta(days=days)
+    tx = transactions.lazy()
+    orders = (tx.filter((pl.col("ordered_at") >= start) & (pl.col("ordered_at") < end))
+              .select("customer_id", "ordered_at", "amount").collect()
+              .join(this.select("customer_id"), on="customer_id", how="semi").sort("ordered_at"))
+    touches = sends.join(this.select("customer_id"), on="customer_id", how="semi").filter(pl.col("sent_at") < end).sort("sent_at")
+    credited = (orders.join_asof(touches, left_on="ordered_at", right_on="sent_at", by="customer_id", strategy="backward")
+                .filter((pl.col("campaign_id") == campaign_id) & (pl.col("wave") == wave)
+                        & (pl.col("ordered_at") < pl.col("sent_at") + dt.timedelta(days=days))))
+    events = (credited.group_by("campaign_id", "wave", "customer_id", "variant_id")
+              .agg(revenue=pl.col("amount").sum().round(2), occurred_at=pl.col("ordered_at").min())
+              .select(event_id=pl.format("order-{}-{}-{}", "campaign_id", "wave", "customer_id"), campaign_id="campaign_id", wave="wave",
+                      customer_id="customer_id", variant_id="variant_id", event_type=pl.lit("conversion").cast(pl.Enum(EVENT_TYPES)),
+                      revenue="revenue", occurred_at="occurred_at")
+              .sort("event_id"))
+    last = tx.select(pl.col("ordered_at").max()).collect().item()
+    warning = "" if last is not None and last >= end - dt.timedelta(days=1) else (
+        f"the orders in the lake reach {last:%Y-%m-%d %H:%M}, before the {days}-day attribution window of wave {wave} closes on "
+        f"{end:%Y-%m-%d}: later conversions are not counted (run feedback from orders after ingesting the orders up to then)")
+    return events, warning
 
 # %% ../../nbs/35_waves.ipynb #b81dc3fe
 @dataclasses.dataclass(frozen=True)
@@ -460,6 +504,7 @@ class FeedbackMetrics(Metrics):
     source: str
     engine: str
     quarantined_events: int = 0   # events the wave's assignments rule out, set aside in events_quarantine
+    late_events: int = 0          # events of an earlier wave in this batch, credited to their own wave
 
 def feedback_metrics(fb: Feedback, engine: Engine, *, campaign_id: str, wave: int, reward: str, source: str) -> FeedbackMetrics:
     "The headline metrics of a folded batch."
@@ -468,7 +513,8 @@ def feedback_metrics(fb: Feedback, engine: Engine, *, campaign_id: str, wave: in
     revenue = float(fb.events["revenue"].sum())
     return FeedbackMetrics(campaign_id, wave, fb.n_new, fb.state.version, n.get("send", 0), n.get("open", 0), n.get("click", 0),
                            n.get("conversion", 0), round(revenue, 2), (revenue if reward == "revenue" else n.get(reward, 0)) / max(n.get("send", 0), 1),
-                           source, engine.name, fb.quarantined.height if fb.quarantined is not None else 0)
+                           source, engine.name, fb.quarantined.height if fb.quarantined is not None else 0,
+                           fb.events.filter(pl.col("wave") != wave).height)
 
 # %% ../../nbs/35_waves.ipynb #35206561
 class Segmentation(NamedTuple):
