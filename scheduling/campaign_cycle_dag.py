@@ -10,11 +10,13 @@ and can reach the project (settings.ini, lake, runs). Set CAMPAIGN_LAB_ROOT (or 
 - Campaigns run in priority order inside each wave (the first campaign's customers are skipped by
   the next), then every campaign's feedback, as `campaign-lab cycle` does.
 - The alerts task fails the DAG run when a blocking alert is raised (`campaign-lab alerts` exits 1).
-- Feedback here comes from the synthetic chain, so one DAG run plays a whole campaign period. With a
-  real email system, feedback tasks read the events it delivers (`-p source=file -p events_path=...`)
-  and the waves are days apart: schedule one wave per DAG run (or put a FileSensor before each
-  feedback task). `campaign-lab cycle --events-dir DIR` does the same from cron: it stops with exit 3
-  while a wave's events file has not arrived, and the next call continues.
+- Each wave is exported to the outbox for the CRM; feedback reads the events file the CRM drops into
+  the inbox (`inbox/events/<campaign>_wave<w>.parquet`, read through `inbox/events/mapping.yaml`). The
+  waves are days apart: schedule one wave per DAG run, or put a FileSensor before each feedback task.
+  New customer and order exports are ingested first (`campaign-lab ingest TABLE FILE`); a DAG knows
+  their names only at run time, which is why `campaign-lab cycle` (below) is the simpler choice: it
+  ingests whatever is new in the inbox, stops with exit 3 while a wave's events (or a lift's orders)
+  have not arrived, and the next call continues.
 
 The simplest alternative is one task running the whole chain, resumable on retry:
     campaign-lab cycle --campaign campaigns/win_back.yaml --campaign campaigns/spring.yaml --waves 3 --as-of {{ ds }}
@@ -39,7 +41,7 @@ WAVES = 3
 
 with DAG(
     dag_id="campaign_cycle",
-    description="validate -> segment_apply -> variants -> waves with feedback -> lift, each a reviewed campaign_lab run",
+    description="validate -> segment_apply -> variants -> waves, exports and feedback -> lift, each a reviewed campaign_lab run",
     schedule="0 5 * * 1",  # Mondays 05:00
     start_date=datetime(2026, 11, 2),
     catchup=False,
@@ -47,7 +49,7 @@ with DAG(
     default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
     tags=["campaign_lab"],
 ) as dag:
-    validate = BashOperator(task_id="validate", bash_command=f"{CLI} run validate")
+    validate = BashOperator(task_id="validate", bash_command=f"{CLI} run validate -p tables=customers,transactions")
     segments = BashOperator(task_id="segment_apply", bash_command=f"{CLI} run segment_apply -p as_of={{{{ ds }}}}")
     validate >> segments
     previous = [segments]
@@ -60,9 +62,12 @@ with DAG(
             t = BashOperator(task_id=f"wave{w}_{c}", bash_command=f"{CLI} run wave -p campaign_id={c} -p wave={w}")
             for p in (waves[-1:] or previous): p >> t
             waves.append(t)
-        feedback = [BashOperator(task_id=f"feedback{w}_{c}", bash_command=f"{CLI} run feedback -p campaign_id={c} -p wave={w}")
+        exports = [BashOperator(task_id=f"export{w}_{c}", bash_command=f"{CLI} export {c} {w}") for c, _ in CAMPAIGNS]
+        for t in exports: waves[-1] >> t
+        feedback = [BashOperator(task_id=f"feedback{w}_{c}", bash_command=f"{CLI} run feedback -p campaign_id={c} -p wave={w} "
+                                 f"-p events_path={ROOT}/inbox/events/{c}_wave{w}.parquet -p mapping={ROOT}/inbox/events/mapping.yaml")
                     for c, _ in CAMPAIGNS]
-        for t in feedback: waves[-1] >> t
+        for e, t in zip(exports, feedback): e >> t
         previous = feedback
     lifts = [BashOperator(task_id=f"lift_{c}", bash_command=f"{CLI} run lift -p campaign_id={c}") for c, _ in CAMPAIGNS]
     alerts = BashOperator(task_id="alerts", bash_command=f"{CLI} alerts")

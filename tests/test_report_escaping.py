@@ -60,7 +60,7 @@ def hostile(tmp_path_factory):
                          variant_id="variant_id", event_type=pl.lit("send").cast(pl.Enum(EVENT_TYPES)), revenue=pl.lit(0.0),
                          occurred_at="assigned_at")
     events.write_parquet(root / "events.parquet")
-    fb = execute("feedback", {"campaign_id": "marked_up", "wave": 0, "source": "file", "events_path": "events.parquet"}, root=root)
+    fb = execute("feedback", {"campaign_id": "marked_up", "wave": 0, "events_path": "events.parquet"}, root=root)
     assert fb.status == "failed"
     runs += [fb, execute("lift", {"campaign_id": "marked_up"}, root=root)]
     bad_param = execute("validate", {"tables": SCRIPT}, root=root)

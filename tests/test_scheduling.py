@@ -92,7 +92,7 @@ def test_airflow_dag_runs_the_cycle_in_order_with_valid_commands(dag):
     assert [s.campaign_id for s in specs] == [c for c, _ in dag.CAMPAIGNS]
     assert [s.priority for s in specs] == sorted(s.priority for s in specs)
     first, second = (c for c, _ in dag.CAMPAIGNS)
-    order = ["validate", "segment_apply", f"variants_{first}", f"wave0_{first}", f"wave0_{second}", f"feedback0_{second}",
+    order = ["validate", "segment_apply", f"variants_{first}", f"wave0_{first}", f"wave0_{second}", f"export0_{second}", f"feedback0_{second}",
              f"wave1_{first}", f"wave{dag.WAVES - 1}_{second}", f"feedback{dag.WAVES - 1}_{first}", f"lift_{second}", "alerts"]
     for a, b in zip(order, order[1:]):
         assert b in _reachable(d, a), (a, b)

@@ -7,6 +7,7 @@ on the machine; `make test` installs the `spark` extra).
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -18,15 +19,26 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import BIN, REPO, SETTINGS, cli_env
+from conftest import BIN, REPO, SETTINGS, cli_env, world_answers
 
 pytest.importorskip("pyspark")
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
     pytest.skip("no Java: the Spark engine cannot run here", allow_module_level=True)
 
 
-def cli(root: Path, *args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "campaign-lab"), *args], capture_output=True, text=True, env=env or cli_env(root), timeout=900)
+SENT = "2026-11-02T09:00:00"      # the wave's time on a pinned clock; the world answers a week later
+ANSWERED = "2026-11-09T09:00:00"
+
+
+def cli(root: Path, *args, env=None, at: str = SENT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "campaign-lab"), *args], capture_output=True, text=True,
+                          env=(env or cli_env(root)) | {"CAMPAIGN_LAB_CLOCK": at}, timeout=900)
+
+
+def feedback_args(root: Path, campaign: str, events: Path | None = None) -> list[str]:
+    box = root / "inbox" / "events"
+    return ["run", "feedback", "-p", f"campaign_id={campaign}", "-p", "wave=0", "-p", f"events_path={events or box / f'{campaign}_wave0.parquet'}",
+            "-p", f"mapping={box / 'mapping.yaml'}"]
 
 
 def ok(res):
@@ -67,8 +79,10 @@ def test_spark_pipelines_give_the_polars_answers(pair):
         ok(cli(root, "run", "variants", "-p", "spec=campaigns/spring.yaml"))
         ok(cli(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=0", "-p", "engine=polars"))
         ok(cli(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=0", "-p", f"engine={engine}"))
-        ok(cli(root, "run", "feedback", "-p", "campaign_id=win_back", "-p", "wave=0", "-p", "engine=polars"))
-        ok(cli(root, "run", "feedback", "-p", "campaign_id=spring_menu", "-p", "wave=0", "-p", f"engine={engine}"))
+        for c in ("win_back", "spring_menu"): ok(cli(root, "run", "export", "-p", f"campaign_id={c}", "-p", "wave=0"))
+        world_answers(root, dt.datetime.fromisoformat(ANSWERED))      # the CRM's events files, through the inbox
+        ok(cli(root, *feedback_args(root, "win_back"), "-p", "engine=polars", at=ANSWERED))
+        ok(cli(root, *feedback_args(root, "spring_menu"), "-p", f"engine={engine}", at=ANSWERED))
     same = lambda t, drop, keys: read_table(a / "lake", t).drop(drop).sort(keys).equals(read_table(b / "lake", t).drop(drop).sort(keys))
     assert same("segments", "assigned_at", "customer_id")                              # the same segment labels
     pa, pb = (read_table(r / "lake", "segment_profiles") for r in (a, b))
@@ -89,23 +103,17 @@ def test_spark_pipelines_give_the_polars_answers(pair):
 
 @pytest.mark.slow
 def test_contract_failure_on_spark_reads_like_polars(pair, tmp_path):
-    from campaign_lab.lake import read_table
-    from campaign_lab.synth import respond
     a, b = pair
     messages = {}
     for root, engine in ((a, "polars"), (b, "spark")):
-        lake = root / "lake"
-        wave = read_table(lake, "assignments").filter(campaign_id="spring_menu", wave=0)
-        events = respond(wave, read_table(lake, "variants"), read_table(lake, "customer_truth"), seed=3)
-        bad = events.with_columns(revenue=pl.when(pl.col("event_type") == "conversion").then(-1.0).otherwise(pl.col("revenue")),
-                                  event_id=pl.col("event_id") + "-late")
+        events = pl.read_parquet(root / "inbox" / "events" / "spring_menu_wave0.parquet")    # the CRM's file the first test fed
+        bad = events.with_columns(price=pl.when(pl.col("event_type") == "users.behaviors.Purchase").then(-1.0), id=pl.col("id") + "-late")
         path = tmp_path / f"{engine}.parquet"
         bad.write_parquet(path)
         before = versions(root)
-        res = cli(root, "run", "feedback", "-p", "campaign_id=spring_menu", "-p", "wave=0", "-p", "source=file",
-                  "-p", f"events_path={path}", "-p", f"engine={engine}")
+        res = cli(root, *feedback_args(root, "spring_menu", path), "-p", f"engine={engine}", at=ANSWERED)
         assert res.returncode == 1 and versions(root) == before, res.stdout
-        m = json.loads(sorted((root / "runs").glob("*_feedback_*/manifest.json"))[-1].read_text())
+        m = json.loads(max((root / "runs").glob("*_feedback_*/manifest.json"), key=lambda p: p.stat().st_mtime).read_text())
         messages[engine] = [l for l in m["error"]["evalue"].splitlines() if "revenue" in l]
     strip = lambda lines: [l.split(" e.g.")[0].split(" at ")[0] for l in lines]
     assert messages["polars"] and strip(messages["polars"]) == strip(messages["spark"]), messages

@@ -93,11 +93,14 @@ class RunContext:
             if res is not None and not res.success: raise ContractError([res])
         return df.lazy() if lazy else df
 
-    def publish(self, tables: dict[str, pl.DataFrame], *, quarantine: bool = False, append=frozenset()) -> dict[str, TableVersion]:
+    def publish(self, tables: dict[str, pl.DataFrame], *, quarantine: bool = False, append=frozenset(),
+                source: str = "") -> dict[str, TableVersion]:
         """Check every table against its contract, then commit them all in one atomic step; on a failure write none (or quarantine).
         A table this run read (or found absent) that another run has changed since is a `LakeConflict`, and nothing is written.
-        Tables in `append` hold only new rows (checked alone), added as a new part; quarantined rows are always added that way."""
-        results = {name: self.check(name, df, pending=tables, source=f"{name} to publish") for name, df in tables.items()}
+        Tables in `append` hold only new rows (checked alone), added as a new part; quarantined rows are always added that way.
+        `source` names where the rows came from (the export files) in the contract results and errors."""
+        results = {name: self.check(name, df, pending=tables, source=f"{name} to publish{' from ' + source if source else ''}")
+                   for name, df in tables.items()}
         failed = [r for r in results.values() if r is not None and not r.success]
         if failed and not quarantine: raise ContractError(failed)
         clean, set_aside = dict(tables), {}

@@ -139,7 +139,8 @@ class ContractError(ValueError):
     def __init__(self, results: list[ContractResult]):
         self.results = results
         failed = [f for r in results for f in r.failures]
-        lines = [f"{len(failed)} contract rule(s) failed:"] + [f"  - {f.describe()}" for f in failed]
+        sources = list(dict.fromkeys(r.source for r in results if not r.success and r.source))
+        lines = [f"{len(failed)} contract rule(s) failed{' in ' + '; '.join(sources) if sources else ''}:"] + [f"  - {f.describe()}" for f in failed]
         super().__init__("\n".join(lines))
 
 # %% ../../nbs/04_contracts.ipynb #d373c496
