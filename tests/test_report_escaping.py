@@ -69,7 +69,7 @@ def hostile(tmp_path_factory):
     inbox = PAYLOAD
     (root / inbox).mkdir()
     cycle = subprocess.run([str(BIN / "campaign-lab"), "cycle", "--campaign", "campaigns/marked_up.yaml", "--waves", "1",
-                            "--events-dir", inbox], capture_output=True, text=True, env=cli_env(root), timeout=900)
+                            "--inbox", inbox], capture_output=True, text=True, env=cli_env(root), timeout=900)
     assert cycle.returncode == 3, cycle.stdout[-2000:] + cycle.stderr[-2000:]    # waiting for wave 0's events in the inbox
     return root, runs
 

@@ -21,8 +21,8 @@ from .records import now, write_json_atomic
 
 # %% auto #0
 __all__ = ['DAYPARTS', 'EVENT_TYPES', 'ARMS', 'TONALITIES', 'OFFER_TYPES', 'SEGMENT_FEATURES', 'TABLES', 'HEAD_FILE', 'TableSpec',
-           'table_spec', 'SchemaError', 'check_schema', 'TableVersion', 'fingerprint_file', 'table_versions',
-           'LakeConflict', 'commit', 'write_table', 'table_version', 'read_table', 'catalog']
+           'table_spec', 'SchemaError', 'check_schema', 'TableVersion', 'fingerprint_file', 'verify_version',
+           'table_versions', 'LakeConflict', 'commit', 'write_table', 'table_version', 'read_table', 'catalog']
 
 # %% ../../nbs/01_lake.ipynb #41f04652
 DAYPARTS = ("breakfast", "lunch", "afternoon", "dinner", "late")
@@ -161,6 +161,16 @@ def fingerprint_file(
     with open(path, "rb") as f:
         while block := f.read(8 << 20): h.update(block)
     return "sha256:" + h.hexdigest()
+
+# %% ../../nbs/01_lake.ipynb #02969095
+def verify_version(
+    v: "TableVersion",   # a version record (`table_version`, `table_versions`)
+) -> None:
+    "Check that every file of a version still has the bytes it was written with; an error naming the file that changed."
+    for f in v.files:
+        rec = json.loads(f.with_suffix(".json").read_text())
+        want = rec.get("part_fingerprint", rec["fingerprint"])
+        if fingerprint_file(f) != want: raise ValueError(f"table '{v.table}' v{v.version}: {f} has changed since it was written (fingerprint differs)")
 
 # %% ../../nbs/01_lake.ipynb #5eacd3e7
 def _vname(version: int) -> str: return f"v{version:06d}"

@@ -326,9 +326,8 @@ def orders_window(
     end, pre_start = start + dt.timedelta(days=window_days), start - dt.timedelta(days=pre_days)
     ids = rows.select("customer_id").unique()
     tx = transactions.lazy()
-    after = pl.col("ordered_at") >= start
+    after = pl.col("ordered_at") >= start   # every customer with orders in the period is counted; the join below keeps the wave's
     agg = (tx.filter((pl.col("ordered_at") >= pre_start) & (pl.col("ordered_at") < end)).select("customer_id", "ordered_at", "amount")
-           .join(ids.lazy(), on="customer_id", how="semi")
            .group_by("customer_id").agg(visits=after.sum().cast(pl.Int64), spend=pl.col("amount").filter(after).sum(),
                                         pre_spend=pl.col("amount").filter(~after).sum())
            .collect())
