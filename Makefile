@@ -78,5 +78,6 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/segments.py
 	$(BIN)/python benchmarks/lift.py
 	$(BIN)/python benchmarks/cycle.py
+	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/steps.py
 	$(BIN)/python benchmarks/spark.py

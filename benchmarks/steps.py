@@ -54,7 +54,9 @@ def bare_papermill(n: int = 3) -> float:
 def smallest(env: dict) -> dict:
     from campaign_lab.execute import KernelPool, execute
     from campaign_lab.settings import load_settings
-    assert execute("synth", {"n_customers": 3000}, root=ROOT).ok
+    scratch_dir = Path(env["CAMPAIGN_LAB_LAKE_DIR"]).parent    # the world and its inbox too, never in the checkout
+    os.environ["CAMPAIGN_LAB_INBOX_DIR"] = str(scratch_dir / "inbox")
+    assert execute("synth", {"n_customers": 3000, "world_dir": str(scratch_dir / "world")}, root=ROOT).ok
     t = time.perf_counter(); cold = execute("variants", root=ROOT); cold_s = time.perf_counter() - t
     with KernelPool(load_settings(ROOT)) as pool:
         time.sleep(15)   # as if another step had run meanwhile: the pool's kernel has started and imported
@@ -67,8 +69,14 @@ def smallest(env: dict) -> dict:
 def cycle(env: dict, customers: int, waves: int, root: Path = ROOT) -> dict:
     env = dict(env)
     if root != ROOT: env["PYTHONPATH"] = str(root / "src")   # that checkout's code, pipelines and settings
-    cmd = [str(Path(sys.executable).parent / "campaign-lab"), "cycle", *sum((["--campaign", s] for s in SPECS), []),
-           "--waves", str(waves), "--n-customers", str(customers)]
+    specs = sum((["--campaign", s] for s in SPECS), [])
+    if root == ROOT:   # this tree: the cycle through files, the synthetic world answering week by week, all in the scratch folder
+        scratch_dir = Path(env["CAMPAIGN_LAB_LAKE_DIR"]).parent
+        env |= {"CAMPAIGN_LAB_INBOX_DIR": str(scratch_dir / "inbox"), "CAMPAIGN_LAB_OUTBOX_DIR": str(scratch_dir / "outbox")}
+        cmd = [str(Path(sys.executable).parent / "campaign-lab-world"), "demo", *specs, "--waves", str(waves), "--n-customers", str(customers),
+               "--world", str(scratch_dir / "world")]
+    else:              # an older checkout, whose cycle drew the synthetic chain itself
+        cmd = [str(Path(sys.executable).parent / "campaign-lab"), "cycle", *specs, "--waves", str(waves), "--n-customers", str(customers)]
     t = time.perf_counter()
     res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t

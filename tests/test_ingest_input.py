@@ -101,6 +101,7 @@ CASES = {   # the first row is: 6000,1,01/01/2026 8:00,"5,00",1,ja
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_exports_are_refused_and_nothing_is_written(chain, case):
     change, code, words = CASES[case]

@@ -19,6 +19,8 @@ from campaign_lab.registry import promote
 
 from conftest import BIN, REPO, SETTINGS, clock, cli_env
 
+pytestmark = pytest.mark.slow   # a whole loop of 17 runs, each its own kernel: in make test-slow (CI runs both)
+
 T0 = dt.datetime(2026, 11, 2, 9)       # the first wave goes out on a Monday morning
 N = 900
 RNG = np.random.default_rng(20261202)

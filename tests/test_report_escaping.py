@@ -6,6 +6,7 @@ Parameters table, and the error text of a failed run), and a folder passed as `-
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -49,10 +50,13 @@ def hostile(tmp_path_factory):
     spec = (spec.replace("campaign_id: spring_menu", "campaign_id: marked_up").replace("brand: Bella Cucina", f"brand: {json.dumps(PAYLOAD)}")
             .replace("subject_max_chars: 60", "subject_max_chars: 78").replace("preheader_max_chars: 110", "preheader_max_chars: 300"))
     (root / "campaigns" / "marked_up.yaml").write_text(spec)
-    runs = [execute("synth", {"n_customers": 2000, "seed": 1}, root=root), execute("segment_fit", {"sample": 2000}, root=root)]
-    promote(root / "runs", "segmenter", runs[-1].run_id)
-    runs += [execute("segment_apply", root=root), execute("variants", {"spec": "campaigns/marked_up.yaml"}, root=root),
-             execute("wave", {"campaign_id": "marked_up", "wave": 0}, root=root)]
+    from conftest import clock, world_answers
+    t0 = dt.datetime(2026, 11, 2, 9)          # a pinned clock: the wave, then the orders of its whole lift window
+    with clock(t0):
+        runs = [execute("synth", {"n_customers": 2000, "seed": 1}, root=root), execute("segment_fit", {"sample": 2000}, root=root)]
+        promote(root / "runs", "segmenter", runs[-1].run_id)
+        runs += [execute("segment_apply", root=root), execute("variants", {"spec": "campaigns/marked_up.yaml"}, root=root),
+                 execute("wave", {"campaign_id": "marked_up", "wave": 0}, root=root)]
     assert [r.status for r in runs] == ["succeeded"] * 5, [(r.run_id, r.status) for r in runs]
     sent = read_table(root / "lake", "assignments").filter(arm="treatment")
     events = sent.select(event_id=pl.lit(PAYLOAD) + pl.col("customer_id").cast(pl.String), campaign_id="campaign_id", wave="wave",
@@ -62,7 +66,13 @@ def hostile(tmp_path_factory):
     events.write_parquet(root / "events.parquet")
     fb = execute("feedback", {"campaign_id": "marked_up", "wave": 0, "events_path": "events.parquet"}, root=root)
     assert fb.status == "failed"
-    runs += [fb, execute("lift", {"campaign_id": "marked_up"}, root=root)]
+    done = t0 + dt.timedelta(days=29)
+    orders = world_answers(root, done).orders
+    with clock(done):
+        assert execute("ingest", {"table": "transactions", "paths": [str(orders)]}, root=root).ok
+        lift = execute("lift", {"campaign_id": "marked_up"}, root=root)
+    assert lift.ok, lift.manifest["error"]
+    runs += [fb, lift]
     bad_param = execute("validate", {"tables": SCRIPT}, root=root)
     assert bad_param.status == "failed"
     runs.append(bad_param)
