@@ -57,7 +57,7 @@ test-fast: $(STAMP) browser
 	$(BIN)/nbdev-test
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
-# the long end-to-end checks (about 7 minutes here): notebook cells flagged `#| slow` and tests marked slow; CI runs them too
+# the long end-to-end checks (about 15 minutes here): notebook cells flagged `#| slow` and tests marked slow; CI runs them too
 test-slow: $(STAMP) browser
 	$(BIN)/nbdev-test --flags slow --file-re "60_spark"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow

@@ -279,9 +279,13 @@ class ChainMetrics(Metrics):
     email_opt_in: float
     seed: int
 
-def chain_metrics(chain: SynthChain, seed: int) -> ChainMetrics:
+def chain_metrics(
+    customers: pl.DataFrame,      # the chain's customers
+    transactions: pl.DataFrame,   # its orders
+    seed: int,                    # the seed it was drawn with
+) -> ChainMetrics:
     "The headline metrics of a drawn chain."
-    tx, cust = chain.transactions, chain.customers
+    tx, cust = transactions, customers
     buyers = tx["customer_id"].n_unique()
     return ChainMetrics(cust.height, tx.height, round(float(tx["amount"].sum()), 2), tx.height / cust.height, float(tx["amount"].mean()),
                         1 - buyers / cust.height, float(cust["email_opt_in"].mean()), seed)
