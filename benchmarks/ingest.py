@@ -124,14 +124,13 @@ def prepare(work: Path, n: int) -> None:
     import numpy as np
     import polars as pl
     from campaign_lab.lake import TABLES, write_table
-    from campaign_lab.world import create_world, orders_between, load_world
+    from campaign_lab.world import SENDS_SCHEMA, create_world, orders_between
     ex = work / "exports"
     ex.mkdir(parents=True)
     w = create_world(work / "world", work / "inbox", n_customers=n, seed=7)
     shutil.move(next((work / "inbox" / "customers").glob("*.parquet")), ex / "customers.parquet")
     shutil.move(next((work / "inbox" / "orders").glob("*.parquet")), ex / "orders.parquet")
-    no_sends = pl.DataFrame(schema={"customer_id": pl.Int64, "campaign_id": pl.String, "wave": pl.Int32, "sent_at": pl.Datetime("us"),
-                                    "inc_visits": pl.Float64, "spend_per_visit": pl.Float64})
+    no_sends = pl.DataFrame(schema=SENDS_SCHEMA)
     first = w.state["next_transaction_id"]
     weeks = []
     for k in range(12):   # week 0..10 of history after the year, week 11 the new one

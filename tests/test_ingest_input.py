@@ -44,8 +44,7 @@ def base_chain(tmp_path_factory) -> Path:
     (project / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts"))
     for d in ("lake", "runs"): (project / d).mkdir()
     (project / "customers.csv").write_text(CUSTOMERS)
-    (project / "orders.csv").write_text(ORDERS.replace(";", ","))   # commas inside amounts are quoted below
-    text = ORDERS.splitlines()
+    text = ORDERS.splitlines()   # to CSV: fields with a decimal comma are quoted
     rows = [",".join(f'"{x}"' if "," in x else x for x in line.split(";")) for line in text]
     (project / "orders.csv").write_text("\n".join(rows) + "\n")
     (project / "orders.yaml").write_text(MAPPING.replace("used_offer: promo}", "used_offer: promo}\nvalues: {used_offer: {ja: 'true', nee: 'false'}}"))

@@ -244,7 +244,7 @@ def read_export(
         if src[c] not in raw.columns and c in derivable: continue
         s = raw[src[c]] if src[c] in raw.columns else pl.Series(c, [None] * raw.height, dtype=pl.String)
         if c in m.values: s = s.cast(pl.String).replace(m.values[c])
-        if c in m.defaults: s = s.cast(pl.String).fill_null(str(m.defaults[c])) if s.dtype == pl.String or not s.dtype.is_numeric() else s.fill_null(m.defaults[c])
+        if c in m.defaults: s = s.fill_null(m.defaults[c]) if s.dtype.is_numeric() else s.cast(pl.String).fill_null(str(m.defaults[c]))
         out[c] = _column(s, want, c, m, where)
     df = pl.DataFrame(out)
     for c in derivable:

@@ -23,8 +23,8 @@ from .synth import (BEHAVIOUR_TYPES, TYPE_NAMES, type_tables, expected_outcomes,
 
 
 # %% auto #0
-__all__ = ['STATE_FILE', 'CRM_EVENT_NAMES', 'CURRENTS_MAPPING', 'World', 'create_world', 'load_world', 'read_send_file',
-           'crm_events', 'true_lift', 'orders_between', 'Answer', 'answer', 'run_demo', 'main']
+__all__ = ['STATE_FILE', 'CRM_EVENT_NAMES', 'CURRENTS_MAPPING', 'SENDS_SCHEMA', 'World', 'create_world', 'load_world',
+           'read_send_file', 'crm_events', 'true_lift', 'orders_between', 'Answer', 'answer', 'run_demo', 'main']
 
 # %% ../../nbs/59_world.ipynb #2179356d
 STATE_FILE = "world.json"
@@ -152,6 +152,8 @@ def crm_events(
 
 # %% ../../nbs/59_world.ipynb #ca57bf20
 _W = 28   # days an email's effect lasts: its increment spreads evenly over the 28 days after the send
+SENDS_SCHEMA = {"customer_id": pl.Int64, "campaign_id": pl.String, "wave": pl.Int32, "sent_at": pl.Datetime("us"),
+                "inc_visits": pl.Float64, "spend_per_visit": pl.Float64}   # the emails the world answered, with their expected effect
 
 def _increments(world: World, recipients: pl.DataFrame, sent_at: dt.datetime) -> pl.DataFrame:
     "Each recipient's expected extra visits and spend from the email, over the `_W` days after it (spend per extra visit at least $0.50)."
@@ -272,9 +274,8 @@ def answer(
     start = dt.datetime.fromisoformat(state["generated_until"])
     orders = customers = None
     if until > start:
-        tx = orders_between(world, sends if sends is not None else pl.DataFrame(schema={"customer_id": pl.Int64, "campaign_id": pl.String,
-                            "wave": pl.Int32, "sent_at": pl.Datetime("us"), "inc_visits": pl.Float64, "spend_per_visit": pl.Float64}),
-                            start, until, first_id=state["next_transaction_id"])
+        tx = orders_between(world, sends if sends is not None else pl.DataFrame(schema=SENDS_SCHEMA), start, until,
+                            first_id=state["next_transaction_id"])
         orders = _write_atomic(tx, world.inbox / "orders" / f"orders_{start:%Y%m%dT%H%M}_{until:%Y%m%dT%H%M}.parquet")
         state["next_transaction_id"] += tx.height
         rng = np.random.default_rng([state["seed"], int(until.timestamp())])
