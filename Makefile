@@ -6,20 +6,21 @@ STAMP  := $(VENV)/.installed-stamp
 N      ?= 200000
 WAVES  ?= 3
 
-.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser
+.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser serve
 
 help:
 	@echo "make demo        set up .venv; the campaign cycle through files: a synthetic chain (N=$(N)) and its CRM answer $(WAVES) waves of two campaigns; lift; prints runs/index.html"
 	@echo "make test        check src/ == nbdev-export and clean notebooks, then nbdev-test and pytest"
 	@echo "make test-slow   the long checks: notebook cells flagged #| slow, tests marked slow (CI runs both targets)"
 	@echo "make lab         JupyterLab on the project with the .venv python3 kernel"
+	@echo "make serve       the decision service for triggered emails on 127.0.0.1:8780 (TOKENS=file of bearer tokens, or the serve_tokens_file setting)"
 	@echo "make bench       benchmarks (generation, contracts, bandit, segments, lift, the 12M wave, step overhead, Spark)"
 	@echo "make export      nbdev-export and nbdev-clean after editing notebooks"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,spark]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -66,6 +67,10 @@ export: $(STAMP)
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
 
+# the decision service over the lake's latest state (see the README, "Triggered emails"); Ctrl+C stops it
+serve: $(STAMP)
+	$(BIN)/campaign-lab serve $(if $(TOKENS),--tokens $(TOKENS))
+
 lab: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
 	$(BIN)/jupyter lab --notebook-dir=. --ServerApp.ip=127.0.0.1
@@ -78,6 +83,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/segments.py
 	$(BIN)/python benchmarks/lift.py
 	$(BIN)/python benchmarks/cycle.py
+	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/steps.py
 	$(BIN)/python benchmarks/spark.py

@@ -56,7 +56,7 @@ def pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("spark") / "polars"
     root.mkdir()
     (root / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts")
-                                       .replace("n_customers = 2000", "n_customers = 3000"))
+                                       .replace("n_customers = 2000", "n_customers = 3000") + "programme_holdout = 0.05\n")
     for d in ("lake", "runs"): (root / d).mkdir(exist_ok=True)   # what `campaign-lab init` makes
     shutil.copytree(REPO / "campaigns", root / "campaigns")
     ok(cli(root, "run", "synth"))
@@ -88,6 +88,9 @@ def test_spark_pipelines_give_the_polars_answers(pair):
     pa, pb = (read_table(r / "lake", "segment_profiles") for r in (a, b))
     assert pa.select("segment", "name", "n_customers").equals(pb.select("segment", "name", "n_customers"))
     assert same("assignments", "assigned_at", ["campaign_id", "wave", "customer_id"])  # the same assignments, customer by customer
+    from campaign_lab.waves import programme_holdout
+    ids = read_table(b / "lake", "assignments")["customer_id"].to_numpy()
+    assert len(ids) and not programme_holdout(ids, share=0.05, seed=11).any()          # the programme holdout, kept out on both engines
     keys = ["campaign_id", "version", "segment", "variant_id"]
     sa, sb = (read_table(r / "lake", "bandit_state").drop("updated_at").sort(keys) for r in (a, b))
     sums = ["reward_sum", "reward_sq_sum"]          # revenue sums: equal to floating-point rounding (summation order)

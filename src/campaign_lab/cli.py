@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", action="append", default=[], metavar="F", help="braze-csv, cdi, api-batches or csv; repeatable (default: the export_formats setting)")
     exp.add_argument("--out", metavar="DIR", help="the outbox (default: the outbox_dir setting)")
     exp.add_argument("--with-email", action="store_true", help="include the email address (off by default)")
+    srv = sub.add_parser("serve", help="the decision service for triggered emails: HTTP on loopback, bearer tokens (see the README)")
+    srv.add_argument("--host", help="address to listen on (default: the serve_host setting, 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="port (default: the serve_port setting)")
+    srv.add_argument("--tokens", metavar="FILE", help="bearer tokens, one a line (default: the serve_tokens_file setting)")
     val = sub.add_parser("validate", help="check a lake table or a parquet/CSV file against its contract")
     val.add_argument("table", help="lake table name: picks the contract")
     val.add_argument("--path", help="a .parquet or .csv file to check instead of the lake's table")
@@ -222,6 +227,21 @@ def _cmd_cycle(settings, args, out) -> int:
     print(f"index:  {settings.runs_dir / 'index.html'}", file=out)
     return m["exit_code"]
 
+def _cmd_serve(settings, args, out) -> int:
+    tokens = Path(args.tokens or settings.serve_tokens_file).expanduser()
+    if not str(tokens) or str(tokens) == "." or not tokens.is_file():
+        raise UsageError(f"the decision service needs bearer tokens: {'no tokens file ' + str(tokens) if args.tokens or settings.serve_tokens_file else 'no tokens file set'}; "
+                         "write one token a line (at least 16 characters) and pass --tokens FILE or set serve_tokens_file")
+    try: import uvicorn
+    except ImportError: raise UsageError("the decision service needs its extra: pip install 'campaign_lab[serve]'") from None
+    host, port = args.host or settings.serve_host, args.port or settings.serve_port
+    os.environ["CAMPAIGN_LAB_ROOT"], os.environ["CAMPAIGN_LAB_SERVE_TOKENS_FILE"] = str(settings.root), str(tokens.resolve())
+    print(f"decision service on http://{host}:{port} (decision logs in {settings.decisions}); Ctrl+C stops it", file=out, flush=True)
+    # by name, as uvicorn loads an app: the service sits above the CLI in the import order
+    uvicorn.run("campaign_lab.serve:create_app", factory=True, host=host, port=port, access_log=False, log_level="warning",
+                timeout_graceful_shutdown=5)
+    return 0
+
 def _cmd_alerts(settings, args, out) -> int:
     from campaign_lab.monitor import current_alerts, evaluate_alerts
     alerts = evaluate_alerts(settings) if args.all else current_alerts(settings)
@@ -270,7 +290,7 @@ def main(
         check_folders(settings)
         cmd = {"run": _cmd_run, "pipelines": _cmd_pipelines, "runs": _cmd_runs, "lake": _cmd_lake,
                "validate": _cmd_validate, "promote": _cmd_promote, "cycle": _cmd_cycle, "alerts": _cmd_alerts,
-               "ingest": _cmd_ingest, "export": _cmd_export}[args.command]
+               "ingest": _cmd_ingest, "export": _cmd_export, "serve": _cmd_serve}[args.command]
         return cmd(settings, args, out)
     except (UsageError, InputError, PipelineError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

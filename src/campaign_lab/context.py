@@ -186,7 +186,7 @@ class RunContext:
         if name in POLICY_ALIASES:
             path = self.use_model("policy", resolve_alias(self.settings.runs_dir, "policy", name), alias=name)
             config = json.loads(path.read_text())
-            return make_policy(config["name"], **config)
+            return make_policy(config.pop("name"), **config)
         return make_policy(name, reward=reward, floor=floor)
 
     def save_policy(self, policy: Policy) -> Path:

@@ -10,7 +10,7 @@ import hashlib
 import numpy as np
 
 # %% auto #0
-__all__ = ['stream_key', 'keyed_uniforms', 'keyed_uniform']
+__all__ = ['stream_key', 'keyed_uniforms', 'keyed_uniform', 'keyed_uniform_one']
 
 # %% ../../nbs/02_draws.ipynb #dfe174e5
 _M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
@@ -58,3 +58,21 @@ def keyed_uniform(
 ) -> np.ndarray:              # float64 in [0, 1), one per id
     "A uniform per customer from a hash of (seed, stream, customer_id): independent of row order."
     return keyed_uniforms(seed, [stream], customer_id)[0]
+
+# %% ../../nbs/02_draws.ipynb #f2a54a44
+_MASK = (1 << 64) - 1
+
+def _mix_int(x: int) -> int:
+    "splitmix64's finaliser on one Python integer (the same bits as `_mix64`)."
+    x ^= x >> 30; x = (x * 0xBF58476D1CE4E5B9) & _MASK
+    x ^= x >> 27; x = (x * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+def keyed_uniform_one(
+    seed: int,         # the run's seed
+    stream: int,       # see `stream_key`
+    customer_id: int,  # one integer id
+) -> float:            # in [0, 1), equal to `keyed_uniform(seed, stream, [customer_id])[0]`
+    "The keyed uniform of one customer, in plain Python."
+    key = _mix_int(((seed & _MASK) * 0x9E3779B97F4A7C15 + (stream & _MASK)) & _MASK)
+    return (_mix_int(((customer_id & _MASK) * 0x9E3779B97F4A7C15 & _MASK) ^ key) >> 11) * (1.0 / (1 << 53))

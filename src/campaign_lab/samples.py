@@ -81,7 +81,7 @@ def _outside(customers: pl.DataFrame, rng: np.random.Generator) -> tuple[pl.Data
 
 # %% ../../nbs/03_samples.ipynb #27b30f4d
 def _campaign(segments: pl.DataFrame, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
-    "variants, arms, assignments, events, bandit_seen and bandit_state of one wave of one campaign."
+    "variants, arms, assignments, events, decisions, bandit_seen and bandit_state of one wave of one campaign."
     n, ids, segment = segments.height, segments["customer_id"], segments["segment"]
     variants = pl.DataFrame({
         "variant_id": [f"v{i:02d}" for i in range(6)], "campaign_id": "spring",
@@ -116,7 +116,16 @@ def _campaign(segments: pl.DataFrame, rng: np.random.Generator) -> dict[str, pl.
                           alpha=1.0 + pl.col("successes"), beta=1.0 + pl.col("n") - pl.col("successes"), n="n", successes="successes",
                           reward_sum="reward_sum", reward_sq_sum="reward_sq_sum",
                           updated_at=pl.lit(_AT + dt.timedelta(days=1), dtype=pl.Datetime("us"))).sort("segment", "variant_id")
-    return {"variants": variants, "arms": arms, "assignments": assignments, "events": events,
+    # triggered emails of wave 1 answered by the decision service for a few customers (one unknown to the chain: cold start)
+    few = pl.concat([assignments.filter(arm="treatment").head(6), assignments.filter(arm="holdout").head(2)]).with_columns(wave=pl.lit(1, pl.Int32))
+    decisions = few.select(decision_id=pl.format("d-{}", "customer_id"), campaign_id="campaign_id", wave="wave",
+                           customer_id="customer_id", segment="segment", arm="arm", variant_id="variant_id", propensity="propensity",
+                           policy="policy", state_version="state_version", decided_at=pl.col("assigned_at") + dt.timedelta(days=2),
+                           cold_start=pl.lit(False)).with_columns(
+        customer_id=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(10**9)).otherwise("customer_id"),
+        segment=pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise("segment"),
+        cold_start=pl.int_range(pl.len()) == 0)
+    return {"variants": variants, "arms": arms, "assignments": assignments, "events": events, "decisions": decisions,
             "bandit_seen": events.select("campaign_id", "event_id"), "bandit_state": state}
 
 # %% ../../nbs/03_samples.ipynb #dc97711c

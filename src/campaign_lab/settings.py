@@ -51,11 +51,25 @@ class Settings:
     outbox_dir: str = "outbox"          # where each wave's send files go: <outbox>/<campaign>/wave<k>/<format>/
     export_formats: str = "braze-csv"   # formats the cycle's export step writes, comma-separated (braze-csv, cdi, api-batches, csv)
     attribution_days: int = 7           # a treated customer's orders this many days after the send count as conversions (feedback from orders)
+    programme_holdout: float = 0.0      # share of all customers kept out of every campaign, drawn once from `seed` by customer (0: none)
+    # the decision service (optional keys; see campaign_lab.serve)
+    decisions_dir: str = "decisions"    # the service's append-only decision logs, folded into the lake by the decisions pipeline
+    serve_host: str = "127.0.0.1"       # where `campaign-lab serve` listens: loopback unless set otherwise
+    serve_port: int = 8780
+    serve_tokens_file: str = ""         # bearer tokens, one a line (required to serve); CAMPAIGN_LAB_SERVE_TOKENS_FILE overrides it
+    serve_reload_seconds: float = 2.0   # how often the service looks for a new state, promotion or lake version
+    serve_max_body_bytes: int = 1048576 # largest request body accepted (413 beyond)
 
     @property
     def outbox(self) -> Path:
         "The outbox folder, absolute."
         p = Path(self.outbox_dir).expanduser()
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    @property
+    def decisions(self) -> Path:
+        "The decision-log folder, absolute."
+        p = Path(self.decisions_dir).expanduser()
         return p if p.is_absolute() else (self.root / p).resolve()
 
     @property
@@ -78,6 +92,11 @@ class Settings:
             raise ValueError(msg)
         bad = [f for f in (x.strip() for x in self.export_formats.split(",")) if f not in ("braze-csv", "cdi", "api-batches", "csv")]
         if bad: raise ValueError(f"settings: key 'export_formats': unknown format(s) {', '.join(bad)} (formats: braze-csv, cdi, api-batches, csv)")
+        if not 0 <= self.programme_holdout <= 0.5:
+            raise ValueError(f"settings: key 'programme_holdout' must be in [0, 0.5], got {self.programme_holdout}")
+        if not 0 < self.serve_port < 65536: raise ValueError(f"settings: key 'serve_port' must be a port (1 to 65535), got {self.serve_port}")
+        if self.serve_reload_seconds <= 0: raise ValueError(f"settings: key 'serve_reload_seconds' must be positive, got {self.serve_reload_seconds}")
+        if self.serve_max_body_bytes < 1024: raise ValueError(f"settings: key 'serve_max_body_bytes' must be at least 1024, got {self.serve_max_body_bytes}")
         if self.attribution_days < 1: raise ValueError(f"settings: key 'attribution_days' must be at least 1, got {self.attribution_days}")
         if self.warm_kernels < 0:
             raise ValueError(f"settings: key 'warm_kernels' must be 0 or more, got {self.warm_kernels}")

@@ -25,7 +25,7 @@ from .lake import DAYPARTS, TABLES, SchemaError, TableVersion, check_schema, tab
 from .records import now
 from .segments import FEATURES, Segmenter, assign_segments, feature_date, name_profiles
 from .settings import Settings, load_settings
-from .waves import Audience, EngineError, taken_this_wave
+from .waves import Audience, EngineError, programme_holdout, taken_this_wave
 
 # %% auto #0
 __all__ = ['spark_conf', 'spark_session', 'to_spark', 'to_polars', 'lake_uri', 'read_lake', 'spark_read', 'features_spark',
@@ -395,6 +395,15 @@ class SparkEngine:
         eligible = (customers.where(F.col("email_opt_in")).select("customer_id")
                     .join(segments.where(F.col("segmenter_version") == version).select("customer_id", "segment"), "customer_id")
                     .where(F.col("segment").isin(arms["segment"].unique().to_list())))
+        share, seed, n_programme = self.settings.programme_holdout, self.settings.seed, 0
+        if share > 0:   # the same keyed draw per customer as on one machine
+            def kept(batches):
+                for b in batches:
+                    held = programme_holdout(b.column("customer_id").to_numpy(), share=share, seed=seed)
+                    yield b.append_column("_held", pa.array(held))
+            flagged = eligible.mapInArrow(kept, "customer_id long, segment short, _held boolean")
+            n_programme = flagged.where(F.col("_held")).count()
+            eligible = flagged.where(~F.col("_held")).drop("_held")
         taken = taken_this_wave(assignments, campaign_id=campaign_id, wave=wave)
         conflicts = pl.DataFrame(schema={"lost_to": pl.String, "n_customers": pl.Int64})
         if taken.height:
@@ -402,7 +411,7 @@ class SparkEngine:
             conflicts = to_polars(eligible.join(taken_s, "customer_id").groupBy("lost_to").count()).select(
                 "lost_to", n_customers=pl.col("count").cast(pl.Int64)).sort("lost_to")
             eligible = eligible.join(taken_s.select("customer_id"), "customer_id", "left_anti")
-        return Audience(eligible, eligible.count(), int(conflicts["n_customers"].sum()), conflicts, version)
+        return Audience(eligible, eligible.count(), int(conflicts["n_customers"].sum()), conflicts, version, n_programme)
 
     def assign(self, state, audience, *, policy, holdout, seed, wave, campaign_id) -> pl.DataFrame:
         out = assign_spark(state, audience.customers, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id)

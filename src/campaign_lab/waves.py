@@ -12,22 +12,25 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
 import polars as pl
 
 from .bandit import BanditState, Policy, assign, make_policy, state_for_campaign, update
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
+from .draws import keyed_uniform, stream_key
 from .lake import EVENT_TYPES, TABLES
 from .records import Metrics, now
 from .segments import SegmentApplyMetrics, Segmenter, assign_segments, feature_date, features, profile
 from .settings import Settings
 
 # %% auto #0
-__all__ = ['ENGINES', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Engine', 'resolve_engine', 'open_engine', 'Audience',
-           'latest_segmenter', 'taken_this_wave', 'build_audience', 'prior_wave', 'Wave', 'campaign_arms',
-           'assign_wave', 'unanswered', 'PolarsEngine', 'VariantShare', 'send_list', 'allocation_record',
-           'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics', 'WaveRows', 'wave_rows',
-           'feedback_policy', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions', 'fold_feedback',
-           'attribute_orders', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
+__all__ = ['ENGINES', 'PROGRAMME_STREAM', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Engine', 'resolve_engine',
+           'open_engine', 'Audience', 'latest_segmenter', 'taken_this_wave', 'programme_holdout', 'build_audience',
+           'prior_wave', 'Wave', 'campaign_arms', 'assign_wave', 'unanswered', 'PolarsEngine', 'VariantShare',
+           'send_list', 'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics',
+           'WaveRows', 'triggered_rows', 'wave_rows', 'feedback_policy', 'Feedback', 'FeedbackError', 'check_batch',
+           'contradictions', 'fold_feedback', 'attribute_orders', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation',
+           'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -111,6 +114,7 @@ class Audience(NamedTuple):
     n_taken: int              # eligible customers left out because another campaign emails them this wave
     conflicts: pl.DataFrame   # lost_to (campaign_id), n_customers
     segmenter_version: str    # the segmentation it was built from
+    n_programme: int = 0      # eligible customers left out because they are in the programme holdout
 
 # %% ../../nbs/35_waves.ipynb #3886fa55
 def latest_segmenter(segments: pl.DataFrame) -> str:
@@ -130,6 +134,19 @@ def taken_this_wave(
     return (assignments.filter((pl.col("wave") == wave) & (pl.col("campaign_id") != campaign_id))
             .select("customer_id", lost_to="campaign_id").unique("customer_id", keep="first"))
 
+# %% ../../nbs/35_waves.ipynb #a30dc2ae
+PROGRAMME_STREAM = stream_key("programme", "holdout")
+
+def programme_holdout(
+    customer_id: np.ndarray,  # integer ids
+    *,
+    share: float,             # the setting `programme_holdout`
+    seed: int,                # the project's seed (setting `seed`)
+) -> np.ndarray:              # True for the customers kept out of every campaign
+    "The programme holdout among `customer_id`: a keyed draw per customer, the same for every campaign, wave and run."
+    if share <= 0: return np.zeros(len(customer_id), dtype=bool)
+    return keyed_uniform(seed, PROGRAMME_STREAM, np.asarray(customer_id)) < share
+
 # %% ../../nbs/35_waves.ipynb #969bc13f
 def build_audience(
     customers: pl.DataFrame,           # the customers table
@@ -139,17 +156,21 @@ def build_audience(
     *,
     campaign_id: str,
     wave: int,
+    programme: float = 0.0,            # the programme holdout's share (setting `programme_holdout`): never in any audience
+    seed: int = 0,                     # the project's seed, which draws the programme holdout
 ) -> Audience:
-    "Opted-in customers in the campaign's segments under the latest segmenter, less those another campaign emails this wave."
+    "Opted-in customers in the campaign's segments under the latest segmenter, less the programme holdout and those another campaign emails this wave."
     version = latest_segmenter(segments)
     eligible = (customers.lazy().filter(pl.col("email_opt_in")).select("customer_id")
                 .join(segments.lazy().filter(segmenter_version=version).select("customer_id", "segment"), on="customer_id")
                 .filter(pl.col("segment").is_in(arms["segment"].unique().implode())).collect())
+    held = programme_holdout(eligible["customer_id"].to_numpy(), share=programme, seed=seed)
+    if held.any(): eligible = eligible.filter(~pl.Series(held))
     taken = taken_this_wave(assignments, campaign_id=campaign_id, wave=wave)
     lost = eligible.join(taken, on="customer_id", how="inner")
     conflicts = lost.group_by("lost_to").agg(n_customers=pl.len().cast(pl.Int64)).sort("lost_to")
     kept = eligible.join(taken, on="customer_id", how="anti") if taken.height else eligible
-    return Audience(kept, kept.height, lost.height, conflicts, version)
+    return Audience(kept, kept.height, lost.height, conflicts, version, int(held.sum()))
 
 # %% ../../nbs/35_waves.ipynb #5266d2a4
 def prior_wave(
@@ -246,7 +267,9 @@ class PolarsEngine:
         labels = assign_segments(seg, feats)
         return feats.select("customer_id").with_columns(labels), profile(feats, labels), day
     def audience(self, reader, arms, assignments, *, campaign_id, wave) -> Audience:
-        return build_audience(reader.read("customers"), reader.read("segments"), arms, assignments, campaign_id=campaign_id, wave=wave)
+        share, seed = (self.settings.programme_holdout, self.settings.seed) if self.settings else (0.0, 0)
+        return build_audience(reader.read("customers"), reader.read("segments"), arms, assignments, campaign_id=campaign_id, wave=wave,
+                              programme=share, seed=seed)
     def assign(self, state, audience, *, policy, holdout, seed, wave, campaign_id) -> pl.DataFrame:
         return assign(state, audience.customers, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id)
     def check(self, reader, table, df, *, references, source) -> ContractResult:
@@ -311,6 +334,7 @@ class WaveMetrics(Metrics):
     top5_share: float                   # share of the emails on the five most sent variants
     reused: bool = False                # the wave was assigned before; nothing new was written
     warning: str = ""                   # e.g. the previous wave's feedback was not in when this one was assigned
+    customers_in_programme_holdout: int = 0   # eligible customers kept out of every campaign (setting programme_holdout)
 
 def wave_metrics(w: Wave, engine: Engine, policy: Policy) -> WaveMetrics:
     "The headline metrics of an assigned wave."
@@ -319,7 +343,8 @@ def wave_metrics(w: Wave, engine: Engine, policy: Policy) -> WaveMetrics:
     return WaveMetrics(str(w.rows["campaign_id"][0]), int(w.rows["wave"][0]), treated.height, w.rows.height - treated.height,
                        int(w.rows["state_version"][0]), policy.name, engine.name, w.rows["segment"].n_unique(),
                        0 if w.audience is None else w.audience.n_taken, treated["variant_id"].n_unique(),
-                       round(float(top5 / max(treated.height, 1)), 5), w.reused, w.warning)
+                       round(float(top5 / max(treated.height, 1)), 5), w.reused, w.warning,
+                       0 if w.audience is None else w.audience.n_programme)
 
 # %% ../../nbs/35_waves.ipynb #806e1af2
 class WaveRows(NamedTuple):
@@ -328,11 +353,24 @@ class WaveRows(NamedTuple):
     rows: pl.DataFrame          # this wave's rows
     variants: pl.DataFrame      # the lake's variants
 
+# %% ../../nbs/35_waves.ipynb #1c39c02f
+def triggered_rows(
+    decisions: pl.DataFrame,     # the lake's decisions table
+    assignments: pl.DataFrame,   # the lake's assignments: a customer the batch assigned in that wave keeps its row
+) -> pl.DataFrame:               # assignments rows
+    "The decision service's decisions as a wave's assignment rows (the first per campaign, wave and customer; cold starts left out)."
+    keys = ["campaign_id", "wave", "customer_id"]
+    first = decisions.filter(~pl.col("cold_start")).sort("decided_at", "decision_id").unique(keys, keep="first", maintain_order=True)
+    return (first.join(assignments.select(keys), on=keys, how="anti").rename({"decided_at": "assigned_at"})
+            .select(list(TABLES["assignments"].schema)))
+
 # %% ../../nbs/35_waves.ipynb #a7991f5a
 def wave_rows(reader: Reader, *, campaign_id: str, wave: int) -> WaveRows:
-    "The assigned wave; an error saying what to run when it has not been assigned."
-    if not reader.has("assignments"): raise FileNotFoundError("the lake has no assignments yet: run the wave pipeline first")
-    assignments = reader.read("assignments")
+    "The assigned wave, the batch's and the decision service's (see `triggered_rows`); an error saying what to run when it has neither."
+    if not (reader.has("assignments") or reader.has("decisions")):
+        raise FileNotFoundError("the lake has no assignments yet: run the wave pipeline (or fold the decision service's log) first")
+    assignments = reader.read("assignments") if reader.has("assignments") else pl.DataFrame(schema=TABLES["assignments"].schema)
+    if reader.has("decisions"): assignments = pl.concat([assignments, triggered_rows(reader.read("decisions"), assignments)])
     rows = assignments.filter((pl.col("campaign_id") == campaign_id) & (pl.col("wave") == wave))
     if rows.is_empty(): raise ValueError(f"wave {wave} of campaign '{campaign_id}' has no assignments: run the wave pipeline first")
     return WaveRows(assignments, rows, reader.read("variants"))
