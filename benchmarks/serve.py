@@ -8,7 +8,7 @@ rate beside the target (p99 < 20 ms, no error at 1,000 requests/s), then the in-
 HTTP) per customer beside the batch path's per-customer cost (`bandit.assign` on the same customers), and the
 published anchors (feature-flag SDKs 0.01-0.1 ms locally; a commercial next-best-offer engine, p99 < 200 ms).
 
-    .venv/bin/python benchmarks/serve.py [--customers 200000] [--rates 200,500,1000] [--seconds 30] [--connections 32]
+    .venv/bin/python benchmarks/serve.py [--customers 200000] [--rates 200,500,1000] [--seconds 30] [--connections 32] [--setting KEY=VALUE]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ BIN = Path(sys.executable).parent
 TOKEN = "bench-token-0123456789abcdef"
 
 
-def make_project(root: Path, n: int) -> Path:
+def make_project(root: Path, n: int, extra: str = "") -> Path:
     (root / "settings.ini").write_text(f"""[campaign_lab]
 lake_dir = lake
 runs_dir = runs
@@ -52,6 +52,7 @@ holdout_share = 0.1
 chain_opened_at = 2019-01-01
 n_customers = {n}
 cell_timeout = 600
+{extra}
 """)
     for d in ("lake", "runs"): (root / d).mkdir(exist_ok=True)
     s = load_settings(root, env={})
@@ -117,19 +118,22 @@ def main():
     ap.add_argument("--rates", default="200,500,1000")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE", help="a settings.ini key for the service, e.g. serve_sync_seconds=0")
     args = ap.parse_args()
     try: import uvloop; uvloop.install()
     except ImportError: pass
     root = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     try:
-        t0 = time.perf_counter(); make_project(root, args.customers)
-        print(f"project: {args.customers:,} customers, campaign spring (6 variants x 8 segments), built in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter(); make_project(root, args.customers, "\n".join(x.replace("=", " = ", 1) for x in args.setting))
+        print(f"project: {args.customers:,} customers, campaign spring (6 variants x 8 segments), built in {time.perf_counter() - t0:.1f} s"
+              + (f"; settings {', '.join(args.setting)}" if args.setting else ""))
         s = load_settings(root, env={})
         ids = read_table(s.lake_dir, "customers")["customer_id"].sample(fraction=1.0, shuffle=True, seed=1).to_numpy()
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_LAB_")} | {"CAMPAIGN_LAB_ROOT": str(root)}
         log = open(root / "serve.log", "wb")
-        proc = subprocess.Popen([str(BIN / "campaign-lab"), "--root", str(root), "serve", "--port", str(port), "--tokens", str(root / "tokens.txt")],
+        cmd = [str(BIN / "campaign-lab"), "--root", str(root), "serve", "--port", str(port), "--tokens", str(root / "tokens.txt")]
+        proc = subprocess.Popen(cmd,
                                 env=env, stdout=subprocess.DEVNULL, stderr=log)
         import http.client
         for _ in range(600):

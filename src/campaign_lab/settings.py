@@ -59,6 +59,7 @@ class Settings:
     serve_tokens_file: str = ""         # bearer tokens, one a line (required to serve); CAMPAIGN_LAB_SERVE_TOKENS_FILE overrides it
     serve_reload_seconds: float = 2.0   # how often the service looks for a new state, promotion or lake version
     serve_max_body_bytes: int = 1048576 # largest request body accepted (413 beyond)
+    serve_sync_seconds: float = 1.0     # fsync the decision log this often, for a power cut (0: the OS writes it back; a killed service loses nothing either way)
 
     @property
     def outbox(self) -> Path:
@@ -96,6 +97,7 @@ class Settings:
             raise ValueError(f"settings: key 'programme_holdout' must be in [0, 0.5], got {self.programme_holdout}")
         if not 0 < self.serve_port < 65536: raise ValueError(f"settings: key 'serve_port' must be a port (1 to 65535), got {self.serve_port}")
         if self.serve_reload_seconds <= 0: raise ValueError(f"settings: key 'serve_reload_seconds' must be positive, got {self.serve_reload_seconds}")
+        if self.serve_sync_seconds < 0: raise ValueError(f"settings: key 'serve_sync_seconds' must be 0 or more, got {self.serve_sync_seconds}")
         if self.serve_max_body_bytes < 1024: raise ValueError(f"settings: key 'serve_max_body_bytes' must be at least 1024, got {self.serve_max_body_bytes}")
         if self.attribution_days < 1: raise ValueError(f"settings: key 'attribution_days' must be at least 1, got {self.attribution_days}")
         if self.warm_kernels < 0:
