@@ -20,6 +20,7 @@ def test_run_list_show_lake_end_to_end(project):
     r = cl("run", "synth", "-f", str(pf), "-p", "seed=4", root=project)
     assert r.returncode == 0, r.stderr
     assert "succeeded" in r.stdout and "report: " in r.stdout and "wrote transactions v1" in r.stdout
+    assert "WARNING" not in r.stderr and "without encryption" not in r.stderr, r.stderr   # the kernel talks over IPC, quietly
     report = r.stdout.split("report: ")[1].split()[0]
     manifest = json.loads(open(report.replace("report.html", "manifest.json")).read())
     assert manifest["parameters"]["n_customers"] == 2500 and manifest["seed"] == 4   # -p wins over -f

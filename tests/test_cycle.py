@@ -74,7 +74,22 @@ def cycled(tmp_path_factory):
     root = new_project(tmp_path_factory.mktemp("cycle") / "project")
     res = cli(root, *DEMO, tool="campaign-lab-world")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return {"root": root, "stdout": res.stdout, "state": final_state(root)}
+    return {"root": root, "stdout": res.stdout, "stderr": res.stderr, "state": final_state(root)}
+
+
+def test_no_report_or_step_carries_a_warning_or_stray_output(cycled):
+    "Reports are for people: no stderr stream, no warning text in any output of any run's report, and no kernel warning in the CLI's output."
+    import nbformat
+    found = []
+    for f in sorted((cycled["root"] / "runs").glob("*/report.ipynb")):
+        for i, c in enumerate(nbformat.read(f, 4).cells):
+            for o in c.get("outputs", []):
+                text = o.get("text", "") + str((o.get("data") or {}).get("text/plain", ""))
+                if (o.output_type == "stream" and o.name == "stderr") or "Warning" in text or "WARNING" in text:
+                    found.append((f.parent.name, i, text[:200]))
+    assert found == [], found
+    console = cycled["stdout"] + cycled["stderr"]
+    assert "without encryption" not in console and "WARNING" not in console, console[-2000:]
 
 
 def test_two_campaigns_share_the_waves_without_double_emails(cycled):

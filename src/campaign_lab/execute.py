@@ -103,8 +103,12 @@ class WarmKernel:
                  cwd: str | Path,         # where it starts; `take` moves it to the run's folder
                  preload: str = PRELOAD): # code run in it right away ("" for none)
         from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.paths import jupyter_runtime_dir
         from jupyter_core.utils import run_sync
-        self.km = AsyncKernelManager(kernel_name=kernel_name)
+        # IPC (Unix sockets in Jupyter's private runtime folder), not TCP: the kernel is on this machine, nothing else can
+        # reach it, and it no longer warns on every run that it talks over unencrypted TCP
+        runtime = Path(jupyter_runtime_dir()); runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.km = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(runtime / f"cl-{os.getpid()}-{id(self):x}"))
         run_sync(self.km.start_kernel)(cwd=str(cwd))
         self.pid = getattr(self.km.provisioner, "pid", None)
         self._kc = self.km.client()
