@@ -17,9 +17,10 @@ from scipy import stats
 from .records import Metrics
 
 # %% auto #0
-__all__ = ['Correction', 'PROJECTION_ASSUMPTIONS', 'adjust_pvalues', 'compare', 'srm', 'bayesian', 'variant_effects', 'project',
-           'sample_size', 'mde', 'binary_sd', 'suggest_holdout', 'LiftMetrics', 'pick_wave', 'pre_period',
-           'OrdersWindow', 'orders_window', 'lift_frame', 'LiftAnalysis', 'measure_lift', 'lift_metrics']
+__all__ = ['Correction', 'PROJECTION_ASSUMPTIONS', 'adjust_pvalues', 'compare', 'cs_multiplier', 'anytime_valid', 'srm',
+           'bayesian', 'variant_effects', 'project', 'sample_size', 'mde', 'binary_sd', 'suggest_holdout',
+           'LiftMetrics', 'pick_wave', 'pre_period', 'OrdersWindow', 'orders_window', 'lift_frame', 'LiftAnalysis',
+           'measure_lift', 'lift_metrics']
 
 # %% ../../nbs/40_lift.ipynb #10e4c4ce
 Correction = Literal["holm", "bh", "bonferroni", "none"]
@@ -149,6 +150,39 @@ def compare(
     for k, v in extras.items(): out = out.with_columns(pl.Series(k, np.broadcast_to(v, len(nt)).astype(float)).fill_nan(None))
     return out.with_columns(se=se, dof=dof, note=pl.Series(notes, dtype=pl.String))
 
+# %% ../../nbs/40_lift.ipynb #b86db668
+def cs_multiplier(
+    n,                            # customers so far, both arms (a number or an array)
+    *,
+    alpha: float = 0.05,
+    n_tune: float,                # where the sequence is tightest: fixed in advance (the planned sample)
+) -> np.ndarray:                  # the half-width in standard errors of the estimate
+    "Standard errors in the half-width of the two-sided asymptotic confidence sequence at `n` (Waudby-Smith et al. 2024, eq. 9)."
+    if not 0 < alpha < 1: raise ValueError(f"cs_multiplier: alpha must be in (0, 1), got {alpha}")
+    if not n_tune > 0: raise ValueError(f"cs_multiplier: n_tune must be positive, got {n_tune}")
+    la = np.log(alpha)
+    rho2 = (-2 * la + np.log(1 - 2 * la)) / n_tune
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(n) * np.sqrt(2 * (n * rho2 + 1) / (n ** 2 * rho2) * np.log(np.sqrt(n * rho2 + 1) / alpha))
+
+# %% ../../nbs/40_lift.ipynb #4159a58b
+def anytime_valid(
+    result: pl.DataFrame,         # rows of `compare` (delta-method relative intervals)
+    *,
+    alpha: float = 0.05,          # the same alpha `compare` used
+    n_tune: float,                # fixed in advance: the campaign's planned customers, both arms
+) -> pl.DataFrame:                # with abs_cs_low/high and rel_cs_low/high beside the fixed-horizon intervals
+    "Anytime-valid intervals (asymptotic confidence sequences) beside `compare`'s fixed-horizon ones."
+    n = (result["n_treatment"] + result["n_control"]).to_numpy()
+    m = cs_multiplier(n, alpha=alpha, n_tune=n_tune)
+    q = stats.t.ppf(1 - alpha / 2, result["dof"].to_numpy())
+    se_rel = (result["rel_ci_high"] - result["rel_ci_low"]).to_numpy() / (2 * q)
+    se = result["se"].to_numpy()
+    return result.with_columns(abs_cs_low=result["abs_lift"] - m * se, abs_cs_high=result["abs_lift"] + m * se,
+                               rel_cs_low=result["rel_lift"] - m * se_rel, rel_cs_high=result["rel_lift"] + m * se_rel).with_columns(
+        pl.col("abs_cs_low", "abs_cs_high", "rel_cs_low", "rel_cs_high").fill_nan(None))
+
 # %% ../../nbs/40_lift.ipynb #b2348e6d
 def srm(
     observed: dict[str, int],    # arm -> customers seen
@@ -275,6 +309,7 @@ class LiftMetrics(Metrics):
     true_spend_rel_lift: float | None = None    # the synthetic chain's truth, when it offers it
     true_visits_rel_lift: float | None = None
     truth_inside_interval: bool | None = None
+    spend_rel_cs: list | None = None            # the anytime-valid interval (`anytime_valid`), valid however often it is looked at
 
 # %% ../../nbs/40_lift.ipynb #1d78b5d5
 def pick_wave(
@@ -373,6 +408,8 @@ def measure_lift(
     health = srm(counts, {"treatment": 1 - design, "holdout": design})
     small = df.group_by("segment", "arm").len().filter(pl.col("len") < 30).height
     headline = pl.concat([compare(df, m, control="holdout", covariate="pre_spend", alpha=alpha) for m in ("visits", "spend", "visited")])
+    # the wave's size is fixed when it is assigned, before any outcome: a legitimate place to tune the sequence
+    headline = anytime_valid(headline, alpha=alpha, n_tune=max(df.height, 1))
     seg = bayesian(compare(df, "spend", by="segment", control="holdout", covariate="pre_spend", alpha=alpha, correction=correction))
     ve = variant_effects(df.filter(pl.col("variant_id").is_not_null() | (pl.col("arm") == "holdout")), "spend", alpha=alpha, correction=correction)
     rows = {m: headline.filter(metric=m).row(0, named=True) for m in ("visits", "spend")}
@@ -392,4 +429,5 @@ def lift_metrics(
     inside = all(a.row(m)["rel_ci_low"] <= truth[m] <= a.row(m)["rel_ci_high"] for m in ("visits", "spend")) if truth else None
     return LiftMetrics(campaign_id, wave, round(v["rel_lift"], 4), round(s["rel_lift"], 4), [v["rel_ci_low"], v["rel_ci_high"]],
                        [s["rel_ci_low"], s["rel_ci_high"]], a.health["p_value"], a.health["flagged"],
-                       round(truth["spend"], 4) if truth else None, truth["visits"] if truth else None, inside)
+                       round(truth["spend"], 4) if truth else None, truth["visits"] if truth else None, inside,
+                       [s.get("rel_cs_low"), s.get("rel_cs_high")] if "rel_cs_low" in s else None)

@@ -13,9 +13,10 @@ import polars as pl
 from .bandit import Policy, ThompsonBeta, UCB1, EpsilonGreedy, Uniform, allocation, assign, init_state, update
 from .draws import keyed_uniform, stream_key
 from .synth import ResponseModel, response_probabilities
+from .lift import anytime_valid, compare
 
 # %% auto #0
-__all__ = ['true_rates', 'simulate', 'compare_policies', 'off_policy_value', 'policy_value']
+__all__ = ['true_rates', 'simulate', 'compare_policies', 'off_policy_value', 'policy_value', 'peeking_coverage']
 
 # %% ../../nbs/46_simulate.ipynb #8c7ba55a
 def true_rates(
@@ -117,3 +118,33 @@ def policy_value(
     "True conversion rate per send of a policy in the simulated world."
     return float(target.join(rates, on=["segment", "variant_id"]).join(segment_share, on="segment")
                  .select((pl.col("pi") * pl.col("rate") * pl.col("share")).sum()).item())
+
+# %% ../../nbs/46_simulate.ipynb #f3857051
+def peeking_coverage(
+    *,
+    sims: int = 400,          # simulated campaigns
+    waves: int = 8,           # looks: one after each wave
+    per_wave: int = 4_000,    # customers per wave, both arms
+    holdout: float = 0.1,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict:                    # anytime, fixed: the share of campaigns whose interval held the truth at every look
+    "Coverage under a look after every wave of the anytime-valid interval and of the fixed-horizon one, for a drifting, data-following lift."
+    rng = np.random.default_rng(seed)
+    n_tune, held = waves * per_wave, {"anytime": 0, "fixed": 0}
+    for _ in range(sims):
+        ys, arms, effect, est, ok = [], [], 0.0, 0.0, {"anytime": True, "fixed": True}
+        for w in range(waves):
+            lift = 0.02 + 0.04 * w / max(waves - 1, 1) + 0.03 * np.tanh(20 * est)
+            treated = rng.random(per_wave) >= holdout
+            base = rng.gamma(0.6, 20 / 0.6, per_wave)                  # mean 20 a customer
+            ys.append(base * np.where(treated, 1 + lift, 1.0)); arms.append(treated)
+            effect += per_wave * 20 * lift                             # the wave's expected effect per customer, summed
+            df = pl.DataFrame({"spend": np.concatenate(ys), "arm": np.where(np.concatenate(arms), "treatment", "control")})
+            r = anytime_valid(compare(df, "spend", alpha=alpha), alpha=alpha, n_tune=n_tune).row(0, named=True)
+            truth = effect / ((w + 1) * per_wave)
+            ok["fixed"] &= r["abs_ci_low"] <= truth <= r["abs_ci_high"]
+            ok["anytime"] &= r["abs_cs_low"] <= truth <= r["abs_cs_high"]
+            est = r["rel_lift"]
+        for k in held: held[k] += bool(ok[k])
+    return {k: v / sims for k, v in held.items()} | {"sims": sims, "looks": waves}
