@@ -181,7 +181,6 @@ def load_model(
     arms, variants = read_table(lake, "arms"), read_table(lake, "variants")
     customers = customer_index(read_table(lake, "customers", lazy=True).select("customer_id", "email_opt_in").collect(),
                                read_table(lake, "segments", lazy=True).select("customer_id", "segmenter_version", "segment", "assigned_at").collect())
-    seg, counts = pl.Series(customers.segment), None
     counts = dict(zip(*np.unique(customers.segment[customers.segment >= 0], return_counts=True)))
     runs, campaigns = _wave_runs(settings), {}
     for cid in sorted(arms["campaign_id"].unique().to_list()):
