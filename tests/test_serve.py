@@ -312,3 +312,12 @@ def test_the_service_follows_the_wave_runs_and_a_promotion(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr                   # a wave on the promoted policy (the alias resolves to uniform)
         assert set(read_table(root / "lake", "assignments").filter(wave=3)["policy"]) == {"uniform"}
     finally: srv.stop()
+
+
+def test_a_relative_tokens_file_is_the_projects(tmp_path):
+    root = make_project(tmp_path / "p")
+    (root / "settings.ini").write_text((root / "settings.ini").read_text() + "serve_tokens_file = tokens.txt\n")
+    s = load_settings(root, env={})
+    assert s.serve_tokens == root / "tokens.txt" and load_settings(tmp_path / "p", env={"CAMPAIGN_LAB_SERVE_TOKENS_FILE": "/x/t"}).serve_tokens == Path("/x/t")
+    from campaign_lab.serve import load_tokens
+    assert len(load_tokens(s.serve_tokens)) == 2

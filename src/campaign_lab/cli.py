@@ -228,9 +228,9 @@ def _cmd_cycle(settings, args, out) -> int:
     return m["exit_code"]
 
 def _cmd_serve(settings, args, out) -> int:
-    tokens = Path(args.tokens or settings.serve_tokens_file).expanduser()
-    if not str(tokens) or str(tokens) == "." or not tokens.is_file():
-        raise UsageError(f"the decision service needs bearer tokens: {'no tokens file ' + str(tokens) if args.tokens or settings.serve_tokens_file else 'no tokens file set'}; "
+    tokens = Path(args.tokens).expanduser() if args.tokens else settings.serve_tokens
+    if tokens is None or not tokens.is_file():
+        raise UsageError(f"the decision service needs bearer tokens: {f'no tokens file {tokens}' if tokens else 'no tokens file set'}; "
                          "write one token a line (at least 16 characters) and pass --tokens FILE or set serve_tokens_file")
     try: import uvicorn
     except ImportError: raise UsageError("the decision service needs its extra: pip install 'campaign_lab[serve]'") from None

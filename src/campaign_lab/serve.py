@@ -172,7 +172,6 @@ def load_model(
     need = [t for t in ("customers", "segments", "variants", "arms", "bandit_state") if not table_versions(lake, t)]
     if need: raise StateError(f"the lake at {lake} has no {', '.join(need)} table yet: run the cycle (or a wave) before serving")
     versions = {t: table_version(lake, t).version for t in ("customers", "segments", "variants", "arms", "bandit_state")}
-    versions["bandit_seen"] = table_version(lake, "bandit_seen").version if table_versions(lake, "bandit_seen") else None
     state = read_table(lake, "bandit_state")
     latest = state.filter(pl.col("version") == pl.col("version").max().over("campaign_id"))
     params = default_parameters(settings.chain_opened_at)
@@ -373,14 +372,13 @@ class Token(NamedTuple):
 _MIN_TOKEN = 16
 
 def load_tokens(
-    path: str | Path,          # the tokens file: `TOKEN` or `TOKEN campaign_a,campaign_b` per line; `#` starts a comment
+    path: str | Path | None,   # the tokens file: `TOKEN` or `TOKEN campaign_a,campaign_b` per line; `#` starts a comment
 ) -> list[Token]:
     "The service's bearer tokens; an error names the file and line of a token shorter than 16 characters."
-    path = Path(path)
-    if not str(path) or not path.is_file():
-        raise ServeConfigError(f"tokens file {str(path) or '(none)'} does not exist: set serve_tokens_file (or CAMPAIGN_LAB_SERVE_TOKENS_FILE) "
+    if path is None or not Path(path).is_file():
+        raise ServeConfigError(f"tokens file {path or '(none set)'} does not exist: set serve_tokens_file (or CAMPAIGN_LAB_SERVE_TOKENS_FILE) "
                                "to a file with one bearer token a line")
-    out = []
+    path, out = Path(path), []
     for n, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line: continue
@@ -598,7 +596,7 @@ def create_app(
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
     settings = settings or load_settings()
-    service = Service(settings, load_tokens(settings.serve_tokens_file))
+    service = Service(settings, load_tokens(settings.serve_tokens))
     if all(isinstance(h, logging.NullHandler) for h in _log.handlers):
         h = logging.StreamHandler(); h.setFormatter(_JSONLines()); _log.addHandler(h); _log.setLevel(logging.INFO); _log.propagate = False
 

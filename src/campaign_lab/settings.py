@@ -61,23 +61,29 @@ class Settings:
     serve_max_body_bytes: int = 1048576 # largest request body accepted (413 beyond)
     serve_sync_seconds: float = 1.0     # fsync the decision log this often, for a power cut (0: the OS writes it back; a killed service loses nothing either way)
 
+    def _under_root(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.root / p).resolve()
+
     @property
     def outbox(self) -> Path:
         "The outbox folder, absolute."
-        p = Path(self.outbox_dir).expanduser()
-        return p if p.is_absolute() else (self.root / p).resolve()
+        return self._under_root(self.outbox_dir)
 
     @property
     def decisions(self) -> Path:
         "The decision-log folder, absolute."
-        p = Path(self.decisions_dir).expanduser()
-        return p if p.is_absolute() else (self.root / p).resolve()
+        return self._under_root(self.decisions_dir)
+
+    @property
+    def serve_tokens(self) -> Path | None:
+        "The decision service's tokens file, absolute; None when the setting is empty."
+        return self._under_root(self.serve_tokens_file) if self.serve_tokens_file else None
 
     @property
     def inbox(self) -> Path:
         "The inbox folder, absolute."
-        p = Path(self.inbox_dir).expanduser()
-        return p if p.is_absolute() else (self.root / p).resolve()
+        return self._under_root(self.inbox_dir)
 
     @property
     def alert_levels(self) -> dict[str, str]:
