@@ -21,7 +21,7 @@ from .lake import ARMS, EVENT_TYPES, TABLES
 # %% auto #0
 __all__ = ['Reward', 'Policy', 'ARM_KEYS', 'ThompsonBeta', 'ThompsonGaussian', 'UCB1', 'EpsilonGreedy', 'Uniform', 'BanditState',
            'init_state', 'prob_best_beta', 'prob_best_normal', 'allocation', 'assign', 'update', 'fold', 'summarize',
-           'make_policy', 'state_for_campaign']
+           'breach_probability', 'make_policy', 'state_for_campaign']
 
 # %% ../../nbs/30_bandit.ipynb #889c491a
 Reward = Literal["open", "click", "conversion", "revenue"]
@@ -433,6 +433,19 @@ def summarize(
     return (t.select(*keys, "n", "successes").with_columns(mean=a / (a + b), ci_low=special.betaincinv(a, b, 0.025),
                                                             ci_high=special.betaincinv(a, b, 0.975))
             .join(best, on=keys).join(nxt, on=keys))
+
+# %% ../../nbs/30_bandit.ipynb #208f11b5
+def breach_probability(
+    sends,                # sends per variant (a number or an array)
+    events,               # guardrail events among them (unsubscribes, complaints)
+    *,
+    cutoff: float,        # the cap, as a rate per send (3 per 1,000: 0.003)
+) -> np.ndarray:          # P(rate > cutoff) under the posterior
+    "Posterior probability that a variant's event rate is above `cutoff`, from a Beta prior with its mean at the cutoff and the weight of one event."
+    if not 0 < cutoff < 1: raise ValueError(f"breach_probability: cutoff must be a rate in (0, 1), got {cutoff}")
+    n, k = np.asarray(sends, dtype=float), np.asarray(events, dtype=float)
+    if (k < 0).any() or (k > n).any(): raise ValueError("breach_probability: events must be between 0 and the sends")
+    return special.betaincc(1.0 + k, 1.0 / cutoff - 1.0 + n - k, cutoff)
 
 # %% ../../nbs/30_bandit.ipynb #5b9c3987
 _POLICIES = {"thompson_beta": ThompsonBeta, "thompson_gaussian": ThompsonGaussian, "ucb1": UCB1,

@@ -95,8 +95,9 @@ def plan(
     inbox: Path,                # where the CRM drops events files (events/) and the chain its exports
     policy: str | None = None,  # the wave pipeline's policy (a name or a promoted alias); its default when None
     conversions: str = "crm",   # where feedback takes conversions from: the CRM's events, or the orders (attribution)
+    programme: bool = False,    # end with the programme's lift (all campaigns against the programme holdout)
 ) -> list[Step]:
-    "The campaign steps of a cycle, in order: variants, then per wave every campaign's wave, export and feedback, then lift."
+    "The campaign steps of a cycle, in order: variants, then per wave every campaign's wave, export and feedback, then lift (and the programme's)."
     campaigns = sorted((load_spec(p) for p in specs), key=lambda s: (s.priority, s.campaign_id))
     ids = [s.campaign_id for s in campaigns]
     dup = sorted({c for c in ids if ids.count(c) > 1})
@@ -112,7 +113,7 @@ def plan(
         steps += [Step("export", {"campaign_id": s.campaign_id, "wave": w}) for s in campaigns]
         steps += [Step("feedback", feedback(s, w)) for s in campaigns]
     steps += [Step("lift", {"campaign_id": s.campaign_id, "wave": waves - 1}) for s in campaigns]
-    return steps
+    return steps + ([Step("programme", {})] if programme else [])
 
 # %% ../../nbs/57_cycle.ipynb #4108fab8
 _EXIT = {"succeeded": 0, "failed": 1, "blocked": 1, "waiting": 3}
@@ -162,7 +163,7 @@ def run_cycle(
     paths = [Path(p) if Path(p).is_absolute() else settings.root / p for p in specs]
     box = settings.inbox if inbox is None else (Path(inbox) if Path(inbox).is_absolute() else settings.root / inbox)
     if conversions not in ("crm", "orders"): raise ValueError(f"conversions must be crm or orders, got {conversions!r}")
-    steps = plan(paths, waves, seed=seed, policy=policy, inbox=box, conversions=conversions)
+    steps = plan(paths, waves, seed=seed, policy=policy, inbox=box, conversions=conversions, programme=settings.programme_holdout > 0)
     started = now()
     run_id = new_run_id("cycle", started)
     parent = settings.runs_dir / run_id

@@ -26,7 +26,7 @@ __all__ = ['DAYPARTS', 'EVENT_TYPES', 'ARMS', 'TONALITIES', 'OFFER_TYPES', 'SEGM
 
 # %% ../../nbs/01_lake.ipynb #41f04652
 DAYPARTS = ("breakfast", "lunch", "afternoon", "dinner", "late")
-EVENT_TYPES = ("send", "open", "click", "conversion")
+EVENT_TYPES = ("send", "open", "click", "conversion", "unsubscribe", "complaint")   # complaint: marked as spam
 ARMS = ("treatment", "holdout")
 # the email vocabulary campaign specs choose from (a real chain's CRM templates use the same words)
 TONALITIES = ("friendly", "urgent", "playful", "premium", "informative")
@@ -66,6 +66,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         ("segmenter_version", "segment"), pl.Schema({"segmenter_version": pl.String, "segment": pl.Int16, "name": pl.String,
                                                      "n_customers": pl.Int64, "share": pl.Float64, "spend_share": pl.Float64,
                                                      **{f: pl.Float64 for f in SEGMENT_FEATURES}})),
+    TableSpec("campaigns", "Each campaign's declared rules from its spec: name, priority, guardrails and the pre-declared decision (JSON).",
+        ("campaign_id",), pl.Schema({"campaign_id": pl.String, "name": pl.String, "priority": pl.Int32, "guardrails": pl.String,
+                                     "decision": pl.String, "spec": pl.String})),
     TableSpec("variants", "Email variants of each campaign: parameters, rendered subject and preheader, flags.",
         ("variant_id",), pl.Schema({"variant_id": pl.String, "campaign_id": pl.String, "tonality": pl.String,
                                     "offer_type": pl.String, "offer_value": pl.Float64, "subject": pl.String,
@@ -84,7 +87,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         pl.Schema({"decision_id": pl.String, "campaign_id": pl.String, "wave": pl.Int32, "customer_id": pl.Int64, "segment": pl.Int16,
                    "arm": pl.Enum(ARMS), "variant_id": pl.String, "propensity": pl.Float64, "policy": pl.String,
                    "state_version": pl.Int64, "decided_at": _TS, "cold_start": pl.Boolean})),
-    TableSpec("events", "Feedback from the email system: sends, opens, clicks, conversions with revenue.",
+    TableSpec("events", "Feedback from the email system: sends, opens, clicks, conversions with revenue, unsubscribes and spam complaints.",
         ("event_id",), pl.Schema({"event_id": pl.String, "campaign_id": pl.String, "wave": pl.Int32,
                                   "customer_id": pl.Int64, "variant_id": pl.String,
                                   "event_type": pl.Enum(EVENT_TYPES), "revenue": pl.Float64, "occurred_at": _TS})),

@@ -18,9 +18,9 @@ from .records import Metrics
 
 # %% auto #0
 __all__ = ['Correction', 'PROJECTION_ASSUMPTIONS', 'adjust_pvalues', 'compare', 'cs_multiplier', 'anytime_valid', 'srm',
-           'bayesian', 'variant_effects', 'project', 'sample_size', 'mde', 'binary_sd', 'suggest_holdout',
-           'LiftMetrics', 'pick_wave', 'pre_period', 'OrdersWindow', 'orders_window', 'lift_frame', 'LiftAnalysis',
-           'measure_lift', 'lift_metrics']
+           'bayesian', 'variant_effects', 'project', 'sample_size', 'mde', 'binary_sd', 'suggest_holdout', 'Verdict',
+           'decision_status', 'LiftMetrics', 'pick_wave', 'pre_period', 'OrdersWindow', 'orders_window', 'lift_frame',
+           'LiftAnalysis', 'measure_lift', 'lift_metrics', 'ProgrammeLift', 'programme_lift']
 
 # %% ../../nbs/40_lift.ipynb #10e4c4ce
 Correction = Literal["holm", "bh", "bonferroni", "none"]
@@ -219,19 +219,21 @@ def variant_effects(
     metric: str,
     *,
     variant_col: str = "variant_id",   # null for the holdout
-    segment_col: str = "segment",
+    strata: tuple | str = ("wave", "segment"),   # compared within each combination of these columns (those the frame has)
     arm_col: str = "arm",
     control: str = "holdout",
     alpha: float = 0.05,
     correction: Correction = "holm",
 ) -> pl.DataFrame:                 # variant, n, effect, ci_low, ci_high, p_value, p_adjusted, dropped_share
-    "Post-stratified effect of each variant against the holdout, within segments."
+    "Post-stratified effect of each variant against the holdout of the same strata (wave and segment by default)."
+    keys = [c for c in ((strata,) if isinstance(strata, str) else strata) if c in df.columns]
+    if not keys: raise ValueError(f"variant_effects: the frame has none of the strata columns {strata} (columns: {', '.join(df.columns)})")
     y = pl.col(metric).cast(pl.Float64)
-    stats_ = df.group_by(pl.col(arm_col).cast(pl.String).alias("_arm"), variant_col, segment_col).agg(
+    stats_ = df.group_by(pl.col(arm_col).cast(pl.String).alias("_arm"), variant_col, *keys).agg(
         n=pl.len(), m=y.mean(), v=y.var())
-    h = stats_.filter(pl.col("_arm") == control).select(segment_col, nh="n", mh="m", vh="v")
+    h = stats_.filter(pl.col("_arm") == control).select(*keys, nh="n", mh="m", vh="v")
     t = stats_.filter(pl.col("_arm") != control)
-    j = t.join(h, on=segment_col, how="left")
+    j = t.join(h, on=keys, how="left")
     ok = j.filter(pl.col("nh") >= 2)
     per = (ok.with_columns(pl.col("v").fill_null(0.0))
            .group_by(variant_col).agg(n=pl.col("n").sum(), effect=(pl.col("n") * (pl.col("m") - pl.col("mh"))).sum() / pl.col("n").sum(),
@@ -293,11 +295,44 @@ def suggest_holdout(n: int, mde_target: float, sd: float, *, alpha: float = 0.05
         if mde(n, sd, holdout=float(h), alpha=alpha, power=power, tests=tests) <= mde_target: return round(float(h), 3)
     return None
 
+# %% ../../nbs/40_lift.ipynb #d5f7a8f4
+class Verdict(NamedTuple):
+    "A lift report's decision, in plain words."
+    verdict: str        # ship, keep running or stop
+    reason: str         # why, with the numbers
+
+def _pct(x: float) -> str: return f"{x:+.1%}"
+
+def decision_status(
+    primary: dict,                # the primary metric's row of `measure_lift`'s headline (with rel_cs_low/high)
+    *,
+    decision,                     # `variants.Decision`: primary_metric, mde, min_waves
+    waves: int,                   # waves of the campaign so far
+    guardrails: pl.DataFrame | None = None,   # `waves.guardrail_status(..., pooled=True)`: the campaign's own rates
+    srm_flagged: bool = False,
+) -> Verdict:
+    "The verdict the campaign's declared decision gives on this lift: ship, keep running or stop, and why."
+    m, lo, hi, est = decision.primary_metric, primary["rel_cs_low"], primary["rel_cs_high"], primary["rel_lift"]
+    said = f"{m} {_pct(est)} (anytime-valid 95% interval {_pct(lo)} to {_pct(hi)})"
+    if srm_flagged: return Verdict("stop", "the holdout split is not what was designed (sample-ratio mismatch): no lift can be trusted until its cause is found")
+    broken = guardrails.filter("breached") if guardrails is not None else None
+    if broken is not None and broken.height:
+        g = broken.row(0, named=True)
+        return Verdict("stop", f"the campaign breaks its {g['metric']} guardrail: {g['rate_per_1000']:.2f} per 1,000 sends against a cap of "
+                               f"{g['max_per_1000']:g} (probability of a breach {g['p_breach']:.0%})")
+    if hi < 0: return Verdict("stop", f"the emails lower {m}: {said}")
+    if waves < decision.min_waves:
+        return Verdict("keep running", f"too early: {waves} of the {decision.min_waves} waves declared before a decision; so far {said}")
+    if lo > 0: return Verdict("ship", f"{said} after {waves} waves, and no guardrail is broken")
+    if hi < decision.mde:
+        return Verdict("stop", f"the lift is smaller than the {_pct(decision.mde)} worth having: {said} after {waves} waves")
+    return Verdict("keep running", f"not clear yet: {said} still holds both no effect and the {_pct(decision.mde)} worth having")
+
 # %% ../../nbs/40_lift.ipynb #b51a74a6
 @dataclasses.dataclass(frozen=True)
 class LiftMetrics(Metrics):
     "Headline metrics of a lift run."
-    HEADLINE = ("campaign_id", "wave", "visits_rel_lift", "spend_rel_lift", "true_spend_rel_lift")
+    HEADLINE = ("campaign_id", "wave", "verdict", "visits_rel_lift", "spend_rel_lift", "true_spend_rel_lift")
     campaign_id: str
     wave: int
     visits_rel_lift: float
@@ -310,6 +345,8 @@ class LiftMetrics(Metrics):
     true_visits_rel_lift: float | None = None
     truth_inside_interval: bool | None = None
     spend_rel_cs: list | None = None            # the anytime-valid interval (`anytime_valid`), valid however often it is looked at
+    verdict: str = ""                           # `decision_status`: ship, keep running or stop
+    verdict_reason: str = ""
 
 # %% ../../nbs/40_lift.ipynb #1d78b5d5
 def pick_wave(
@@ -402,8 +439,9 @@ def measure_lift(
     window_days: int,
     alpha: float = 0.05,
     correction: Correction = "holm",
+    waves: pl.DataFrame | None = None,   # `lift_frame`s of the campaign's waves so far, with a `wave` column: the variants' effects pool them
 ) -> LiftAnalysis:
-    "Health, headline, segments, variants and projection of one wave's lift."
+    "Health, headline, segments, variants (within wave and segment strata) and projection of one wave's lift."
     counts = {k: df.filter(arm=k).height for k in ("treatment", "holdout")}
     health = srm(counts, {"treatment": 1 - design, "holdout": design})
     small = df.group_by("segment", "arm").len().filter(pl.col("len") < 30).height
@@ -411,7 +449,8 @@ def measure_lift(
     # the wave's size is fixed when it is assigned, before any outcome: a legitimate place to tune the sequence
     headline = anytime_valid(headline, alpha=alpha, n_tune=max(df.height, 1))
     seg = bayesian(compare(df, "spend", by="segment", control="holdout", covariate="pre_spend", alpha=alpha, correction=correction))
-    ve = variant_effects(df.filter(pl.col("variant_id").is_not_null() | (pl.col("arm") == "holdout")), "spend", alpha=alpha, correction=correction)
+    pooled = df if waves is None else waves
+    ve = variant_effects(pooled.filter(pl.col("variant_id").is_not_null() | (pl.col("arm") == "holdout")), "spend", alpha=alpha, correction=correction)
     rows = {m: headline.filter(metric=m).row(0, named=True) for m in ("visits", "spend")}
     proj = {m: project(r["abs_lift"], r["abs_ci_low"], r["abs_ci_high"], population=df.height, window_days=window_days) for m, r in rows.items()}
     return LiftAnalysis(counts, design, health, small, headline, seg, ve, proj)
@@ -423,6 +462,7 @@ def lift_metrics(
     campaign_id: str,
     wave: int,
     truth: dict | None = None,    # metric -> true relative lift (visits, spend), when known
+    verdict: Verdict | None = None,   # `decision_status`
 ) -> LiftMetrics:
     "The headline metrics of a lift analysis."
     v, s = a.row("visits"), a.row("spend")
@@ -430,4 +470,35 @@ def lift_metrics(
     return LiftMetrics(campaign_id, wave, round(v["rel_lift"], 4), round(s["rel_lift"], 4), [v["rel_ci_low"], v["rel_ci_high"]],
                        [s["rel_ci_low"], s["rel_ci_high"]], a.health["p_value"], a.health["flagged"],
                        round(truth["spend"], 4) if truth else None, truth["visits"] if truth else None, inside,
-                       [s.get("rel_cs_low"), s.get("rel_cs_high")] if "rel_cs_low" in s else None)
+                       [s.get("rel_cs_low"), s.get("rel_cs_high")] if "rel_cs_low" in s else None,
+                       verdict.verdict if verdict else "", verdict.reason if verdict else "")
+
+# %% ../../nbs/40_lift.ipynb #a2d448bb
+class ProgrammeLift(NamedTuple):
+    "The programme's lift: everyone else against the programme holdout."
+    frame: pl.DataFrame       # customer_id, arm (treatment or holdout), visits, spend, visited, pre_spend
+    headline: pl.DataFrame    # `compare` rows for visits, spend and visited, with anytime-valid intervals
+    start: dt.datetime        # the first wave's send
+    end: dt.datetime          # the end of the window
+    health: dict              # `srm` of the split against the designed share
+
+def programme_lift(
+    customer_ids: pl.Series,      # every customer of the chain
+    transactions,                 # the order log (a DataFrame or a LazyFrame scan)
+    held: np.ndarray,             # bool per customer: in the programme holdout (`waves.programme_holdout`)
+    *,
+    share: float,                 # the designed programme holdout share
+    start: dt.datetime,           # the first wave's send time
+    end: dt.datetime,             # the end of the window
+    pre_days: int = 28,
+    alpha: float = 0.05,
+) -> ProgrammeLift:
+    "Every customer against the programme holdout over [start, end): the lift of all campaigns together."
+    if not 0 < share < 1: raise ValueError(f"programme_lift: the programme holdout share must be in (0, 1), got {share}: set programme_holdout in settings.ini")
+    rows = pl.DataFrame({"customer_id": customer_ids, "assigned_at": pl.Series([start] * len(customer_ids), dtype=pl.Datetime("us"))})
+    ow = orders_window(transactions, rows, window_days=max((end - start).days, 1), pre_days=pre_days)
+    frame = (pl.DataFrame({"customer_id": customer_ids, "arm": np.where(held, "holdout", "treatment")})
+             .join(ow.outcomes, on="customer_id").join(ow.pre, on="customer_id").with_columns(visited=(pl.col("visits") > 0).cast(pl.Float64)))
+    head = pl.concat([compare(frame, m, control="holdout", covariate="pre_spend", alpha=alpha) for m in ("visits", "spend", "visited")])
+    counts = {"treatment": int((~held).sum()), "holdout": int(held.sum())}
+    return ProgrammeLift(frame, anytime_valid(head, alpha=alpha, n_tune=max(frame.height, 1)), start, ow.end, srm(counts, {"treatment": 1 - share, "holdout": share}))

@@ -18,7 +18,57 @@ from .records import RunRecord, list_runs, now, write_json_atomic
 from .settings import Settings
 
 # %% auto #0
-__all__ = ['summary_markdown', 'render_report', 'html_page', 'write_html', 'build_index']
+__all__ = ['format_metric', 'short_table', 'summary_markdown', 'render_report', 'html_page', 'write_html', 'build_index']
+
+# %% ../../nbs/55_reports.ipynb #de245e2e
+_PERCENT = ("rel_lift", "rel_ci", "rel_cs", "share", "_rate", "reduction")
+_MONEY = ("revenue", "spend", "value")
+
+def format_metric(
+    name: str,     # the metric's name: it says what kind of number it is (a relative lift, a share, money)
+    value,         # a number, an interval [low, high], a mapping, text, or None
+) -> str:
+    "A metric as a reviewer reads it: percentages with a sign for lifts, money with a dollar sign, intervals as 'a to b', big numbers with separators."
+    if value is None: return "–"
+    if isinstance(value, bool): return "yes" if value else "no"
+    if isinstance(value, dict): return ", ".join(f"{k}: {format_metric(name, v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        if len(value) == 2 and all(isinstance(v, (int, float)) or v is None for v in value):
+            return f"{format_metric(name, value[0])} to {format_metric(name, value[1])}"
+        return ", ".join(format_metric(name, v) for v in value)
+    if isinstance(value, int): return f"{value:,}"
+    if not isinstance(value, float): return str(value)
+    n = name.lower()
+    if n.endswith("p_value") or n.startswith("p_"): return "< 0.001" if value < 0.001 else f"{value:.3f}"
+    if "rel_" in n or ("lift" in n and "abs" not in n): return f"{value:+.1%}"
+    if any(k in n for k in _PERCENT): return f"{value:.1%}"
+    if any(k in n for k in _MONEY): return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
+    if abs(value) >= 1000: return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+# %% ../../nbs/55_reports.ipynb #cf3e71e7
+def short_table(
+    df,                         # a polars DataFrame
+    csv: str | Path,            # where the whole table goes (a run artefact: `ctx.artefact("name.csv")`)
+    *,
+    rows: int = 15,             # rows shown
+    formats: dict | None = None,   # column -> format string ("{:.1%}", "${:,.2f}") or a function; other columns: `format_metric`
+):
+    "The first `rows` rows of a table as HTML for a report, numbers formatted, with the whole table saved as CSV and linked."
+    from IPython.display import HTML
+    csv = Path(csv)
+    df.write_csv(csv)
+    formats = formats or {}
+    def cell(col, v):
+        f = formats.get(col)
+        if v is None: return "–" if f is None or not callable(f) else f(v)
+        if f is None: return format_metric(col, v)
+        return f(v) if callable(f) else f.format(v)
+    head = [[cell(c, v) for c, v in zip(df.columns, r)] for r in df.head(rows).iter_rows()]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in r) + "</tr>" for r in head)
+    shown = f"All {df.height:,} rows" if df.height <= rows else f"The first {rows:,} of {df.height:,} rows"
+    return HTML(f"<table><thead><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in df.columns)}</tr></thead><tbody>{body}</tbody></table>"
+                f'<p>{shown}; the whole table: <a href="{html.escape(csv.name)}">{html.escape(csv.name)}</a>.</p>')
 
 # %% ../../nbs/55_reports.ipynb #f15c8042
 def _md_table(rows: list[list], header: list[str]) -> str:
@@ -50,13 +100,17 @@ def summary_markdown(record: RunRecord) -> str:
         else:
             out.append(f"**The run failed**{' in cell ' + str(e['cell']) if e.get('cell') is not None else ''}: "
                        f"{html.escape(e['ename'])}: {_md_text(evalue)}. The notebook below ran up to that point.")
+    if m.metrics.get("verdict"):   # a decision comes before any table
+        reason = str(m.metrics.get("verdict_reason") or "")
+        out.append(f"**Verdict: {_md_text(str(m.metrics['verdict']).upper())}.** {_md_text(reason[:1].upper() + reason[1:])}.")
     out.append("## Parameters\n\n" + _md_table([[k, repr(v)] for k, v in m.parameters.items()
                                                 if k not in ("project_root", "run_dir")], ["parameter", "value"]))
     for key, title in (("inputs", "Tables read"), ("outputs", "Tables written")):
         if getattr(m, key):
+            once = {(t["table"], t["version"]): t for t in reversed(getattr(m, key))}   # a table read twice (lazily, then whole) is listed once
             out.append(f"## {title}\n\n" + _md_table(
                 [[t["table"], t["version"], f"{t['rows']:,}", t["fingerprint"][:19] + "…", "reused" if t.get("reused") else ""]
-                 for t in getattr(m, key)], ["table", "version", "rows", "fingerprint", ""]))
+                 for t in reversed(list(once.values()))], ["table", "version", "rows", "fingerprint", ""]))
     if m.contracts:
         rows = [[c["table"], c["source"], f"{c['n_rows']:,}", c["n_rules"], "passed" if c["success"] else f"**FAILED** ({len(c['failures'])})"]
                 for c in m.contracts]
@@ -68,8 +122,8 @@ def summary_markdown(record: RunRecord) -> str:
                   ", ".join(f["examples"][:3]), "; ".join(f["example_keys"][:3])] for f in failures],
                 ["table", "column", "rule", "rows", "examples", "at"]))
     if m.metrics:
-        out.append("## Metrics\n\n" + _md_table([[k, f"{v:,.4g}" if isinstance(v, float) else v]
-                                                 for k, v in m.metrics.items()], ["metric", "value"]))
+        out.append("## Metrics\n\n" + _md_table([[k, format_metric(k, v)] for k, v in m.metrics.items() if k not in ("verdict_reason",)],
+                                                ["metric", "value"]))
     return "\n\n".join(out)
 
 # nbconvert's lab template loads require.js, MathJax and mermaid from a CDN; reports have no widgets,
@@ -111,9 +165,6 @@ def render_report(
 # %% ../../nbs/55_reports.ipynb #958011a1
 _STATUS_COLOURS = {"succeeded": "#1a7f37", "failed": "#cf222e", "running": "#9a6700", "interrupted": "#cf222e"}
 
-def _fmt(v) -> str:
-    if isinstance(v, float): return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
-    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
 
 def _duration(s) -> str: return "" if s is None else f"{s:.1f} s"
 
@@ -166,7 +217,7 @@ def build_index(
     rows = []
     for r in entries:
         colour = _STATUS_COLOURS.get(r["status"], "#57606a")
-        metrics = "<br>".join(f"{html.escape(k)}: <b>{html.escape(_fmt(v))}</b>" for k, v in r["headline"].items())
+        metrics = "<br>".join(f"{html.escape(k)}: <b>{html.escape(format_metric(k, v))}</b>" for k, v in r["headline"].items())
         rows.append(f"<tr><td><a href=\"{html.escape(r['report'])}\">{html.escape(r['run_id'])}</a></td>"
                     f"<td>{html.escape(r['pipeline'])}</td><td style=\"color:{colour};font-weight:600\">{html.escape(r['status'])}"
                     f"{' (' + html.escape(r['error']) + ')' if r['error'] else ''}</td><td>{html.escape(r['started_at'])}</td>"

@@ -10,7 +10,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from .lake import DAYPARTS, OFFER_TYPES, SEGMENT_FEATURES, TABLES, TONALITIES
+from .lake import DAYPARTS, EVENT_TYPES, OFFER_TYPES, SEGMENT_FEATURES, TABLES, TONALITIES
 
 # %% auto #0
 __all__ = ['sample_tables']
@@ -106,7 +106,7 @@ def _campaign(segments: pl.DataFrame, rng: np.random.Generator) -> dict[str, pl.
     kinds = [("send", np.ones(treated.height, bool)), ("open", stage < 0.4), ("click", stage < 0.1), ("conversion", stage < 0.03)]
     events = pl.concat([treated.filter(pl.Series(m)).select(
         event_id=pl.format("spring-0-{}-" + kind, "customer_id"), campaign_id="campaign_id", wave="wave", customer_id="customer_id",
-        variant_id="variant_id", event_type=pl.lit(kind).cast(pl.Enum(["send", "open", "click", "conversion"])),
+        variant_id="variant_id", event_type=pl.lit(kind).cast(pl.Enum(EVENT_TYPES)),
         revenue=pl.lit(23.5 if kind == "conversion" else 0.0),
         occurred_at=pl.lit(_AT + dt.timedelta(hours=5), dtype=pl.Datetime("us"))) for kind, m in kinds])
     counts = events.join(segments.select("customer_id", "segment"), on="customer_id").group_by("segment", "variant_id").agg(
@@ -125,7 +125,11 @@ def _campaign(segments: pl.DataFrame, rng: np.random.Generator) -> dict[str, pl.
         customer_id=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(10**9)).otherwise("customer_id"),
         segment=pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise("segment"),
         cold_start=pl.int_range(pl.len()) == 0)
-    return {"variants": variants, "arms": arms, "assignments": assignments, "events": events, "decisions": decisions,
+    campaigns = pl.DataFrame({"campaign_id": ["spring"], "name": ["Spring sample"], "priority": [1],
+                              "guardrails": ['[{"metric": "unsubscribe", "max_per_1000": 3.0, "confidence": 0.95}]'],
+                              "decision": ['{"primary_metric": "spend", "mde": 0.02, "min_waves": 2}'], "spec": ["campaigns/spring.yaml"]},
+                             schema=TABLES["campaigns"].schema)
+    return {"campaigns": campaigns, "variants": variants, "arms": arms, "assignments": assignments, "events": events, "decisions": decisions,
             "bandit_seen": events.select("campaign_id", "event_id"), "bandit_state": state}
 
 # %% ../../nbs/03_samples.ipynb #dc97711c

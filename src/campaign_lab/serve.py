@@ -30,7 +30,8 @@ from .lake import HEAD_FILE, TABLES, read_table, table_version, table_versions
 from .records import Metrics, list_runs, now
 from .registry import ARTEFACTS, REGISTRY_FILE, alias_entry, resolve_alias
 from .settings import Settings, load_settings
-from .waves import PROGRAMME_STREAM, feedback_policy, latest_segmenter
+from .variants import campaign_rules
+from .waves import PROGRAMME_STREAM, feedback_policy, guard_arms, guardrail_counts, guardrail_status, latest_segmenter, unsubscribed
 
 # %% auto #0
 __all__ = ['Campaign', 'campaign_allocation', 'Customers', 'customer_index', 'Model', 'StateError', 'model_signature',
@@ -98,9 +99,12 @@ class Customers(NamedTuple):
 def customer_index(
     customers: pl.DataFrame,   # customer_id, email_opt_in
     segments: pl.DataFrame,    # the segments table (every segmenter version)
+    suppressed: pl.DataFrame | None = None,   # customer_id: `waves.unsubscribed` customers, served as opted out
 ) -> Customers:
     "The sorted lookup arrays of `Customers`."
     version = latest_segmenter(segments)
+    if suppressed is not None and suppressed.height:
+        customers = customers.with_columns(email_opt_in=pl.col("email_opt_in") & ~pl.col("customer_id").is_in(suppressed["customer_id"].implode()))
     df = (customers.lazy().select("customer_id", "email_opt_in")
           .join(segments.lazy().filter(segmenter_version=version).select("customer_id", "segment"), on="customer_id", how="left")
           .sort("customer_id").collect())
@@ -178,17 +182,22 @@ def load_model(
     res = validate("bandit_state", latest, settings.contracts_dir, params, source=f"bandit_state v{versions['bandit_state']} (latest per campaign)")
     if not res.success: raise StateError(f"the new state is not served: {ContractError([res])}")
     arms, variants = read_table(lake, "arms"), read_table(lake, "variants")
+    events = read_table(lake, "events", lazy=True) if table_versions(lake, "events") else None
     customers = customer_index(read_table(lake, "customers", lazy=True).select("customer_id", "email_opt_in").collect(),
-                               read_table(lake, "segments", lazy=True).select("customer_id", "segmenter_version", "segment", "assigned_at").collect())
+                               read_table(lake, "segments", lazy=True).select("customer_id", "segmenter_version", "segment", "assigned_at").collect(),
+                               unsubscribed(events))
+    rules = read_table(lake, "campaigns") if table_versions(lake, "campaigns") else None
     counts = dict(zip(*np.unique(customers.segment[customers.segment >= 0], return_counts=True)))
     runs, campaigns = _wave_runs(settings), {}
     for cid in sorted(arms["campaign_id"].unique().to_list()):
         own = arms.filter(campaign_id=cid)
+        guardrails = campaign_rules(rules, cid).guardrails
         missing = own.join(variants, on="variant_id", how="anti")
         if missing.height: raise StateError(f"arms of campaign '{cid}': variant {missing['variant_id'][0]} is not in the variants table")
         run = runs.get(cid)
         try:
             policy, source = serving_policy(settings, cid, run)
+            if guardrails: own, _ = guard_arms(own, guardrail_status(guardrail_counts(events, cid), guardrails))   # as the next wave would
             st = state_for_campaign(latest, None, own, policy)
             seed = int(run.parameters.get("seed", settings.seed)) if run else settings.seed
             holdout = float(run.parameters.get("holdout", settings.holdout_share)) if run else settings.holdout_share

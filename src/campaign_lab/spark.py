@@ -21,7 +21,7 @@ import pyarrow as pa
 from .bandit import BanditState, allocation, assign, fold, ARM_KEYS
 from .contracts import (ContractResult, Failure, gx_context, failure_from_gx, table_keys, gx_module, load_suite, reference_rules,
                                     rule_text, MASK)
-from .lake import DAYPARTS, TABLES, SchemaError, TableVersion, check_schema, table_version, table_versions
+from .lake import DAYPARTS, EVENT_TYPES, TABLES, SchemaError, TableVersion, check_schema, table_version, table_versions
 from .records import now
 from .segments import FEATURES, Segmenter, assign_segments, feature_date, name_profiles
 from .settings import Settings, load_settings
@@ -254,7 +254,7 @@ def update_spark(
     ev = events.select(F.col("event_id").cast("string"), F.col("campaign_id").cast("string"), F.col("segment").cast("short"),
                        F.col("variant_id").cast("string"), F.col("event_type").cast("string"), F.col("revenue").cast("double"),
                        F.col("customer_id").cast("long"), F.col("wave").cast("int"))
-    known = ("send", "open", "click", "conversion")
+    known = EVENT_TYPES
     checks = ev.agg(*(F.sum(F.col(c).isNull().cast("int")).alias(c) for c in cols if c != "revenue"),
                     F.sum((~F.col("event_type").isin(*known)).cast("int")).alias("unknown_type"),
                     F.sum((F.col("revenue").isNull() | (F.col("revenue") < 0)).cast("int")).alias("bad_revenue"),
@@ -395,6 +395,14 @@ class SparkEngine:
         eligible = (customers.where(F.col("email_opt_in")).select("customer_id")
                     .join(segments.where(F.col("segmenter_version") == version).select("customer_id", "segment"), "customer_id")
                     .where(F.col("segment").isin(arms["segment"].unique().to_list())))
+        n_unsub = 0
+        if reader.has("events"):   # `waves.unsubscribed` on Spark: never email a customer the CRM reported unsubscribing
+            gone = (spark_read(reader, self.spark, "events").where(F.col("event_type").cast("string").isin("unsubscribe", "complaint"))
+                    .select("customer_id").distinct())
+            if gone.limit(1).count():
+                before = eligible.count()
+                eligible = eligible.join(gone, "customer_id", "left_anti")
+                n_unsub = before - eligible.count()
         share, seed, n_programme = self.settings.programme_holdout, self.settings.seed, 0
         if share > 0:   # the same keyed draw per customer as on one machine
             def kept(batches):
@@ -411,7 +419,7 @@ class SparkEngine:
             conflicts = to_polars(eligible.join(taken_s, "customer_id").groupBy("lost_to").count()).select(
                 "lost_to", n_customers=pl.col("count").cast(pl.Int64)).sort("lost_to")
             eligible = eligible.join(taken_s.select("customer_id"), "customer_id", "left_anti")
-        return Audience(eligible, eligible.count(), int(conflicts["n_customers"].sum()), conflicts, version, n_programme)
+        return Audience(eligible, eligible.count(), int(conflicts["n_customers"].sum()), conflicts, version, n_programme, n_unsub)
 
     def assign(self, state, audience, *, policy, holdout, seed, wave, campaign_id) -> pl.DataFrame:
         out = assign_spark(state, audience.customers, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id)

@@ -18,10 +18,12 @@ from .records import Metrics, now as utc_now
 from .lake import DAYPARTS, EVENT_TYPES, OFFER_TYPES, TABLES, TONALITIES
 
 # %% auto #0
-__all__ = ['BEHAVIOUR_TYPES', 'TYPE_NAMES', 'CHUNK', 'BehaviourType', 'discount_share', 'ResponseModel', 'default_response_model',
-           'response_model_frame', 'response_model_from_frame', 'SynthChain', 'type_tables', 'generate_chain',
-           'ChainMetrics', 'chain_metrics', 'response_probabilities', 'typical_customers', 'expected_outcomes',
-           'draw_window_outcomes', 'WindowAnswers', 'window_answers', 'respond']
+__all__ = ['BEHAVIOUR_TYPES', 'TYPE_NAMES', 'CHUNK', 'UNSUBSCRIBE_BASE', 'COMPLAINT_BASE', 'UNSUBSCRIBE_TONALITY',
+           'COMPLAINT_TONALITY', 'UNSUBSCRIBE_PER_RECENT_EMAIL', 'BehaviourType', 'discount_share', 'ResponseModel',
+           'default_response_model', 'response_model_frame', 'response_model_from_frame', 'SynthChain', 'type_tables',
+           'generate_chain', 'ChainMetrics', 'chain_metrics', 'response_probabilities', 'typical_customers',
+           'expected_outcomes', 'draw_window_outcomes', 'WindowAnswers', 'window_answers', 'unsubscribe_probabilities',
+           'respond']
 
 # %% ../../nbs/45_synth.ipynb #391199d5
 class BehaviourType(NamedTuple):
@@ -423,6 +425,32 @@ def window_answers(
     true_abs = {m: float(t[f"inc_{m}"].mean()) for m in ("visits", "spend")}
     return WindowAnswers(draw_window_outcomes(exp, seed=seed, treated=treated, stream=wave), true_rel, true_abs)
 
+# %% ../../nbs/45_synth.ipynb #811c6ab3
+UNSUBSCRIBE_BASE = 0.0008           # per email: a friendly email with a modest offer, nobody emailed lately
+COMPLAINT_BASE = 0.00012            # spam complaints per email, same customer and email
+UNSUBSCRIBE_TONALITY = {"friendly": 1.0, "urgent": 3.0, "playful": 1.3, "premium": 0.8, "informative": 1.0}
+COMPLAINT_TONALITY = {"friendly": 1.0, "urgent": 2.5, "playful": 1.2, "premium": 0.7, "informative": 1.0}
+UNSUBSCRIBE_PER_RECENT_EMAIL = 0.6  # each email of the four weeks before multiplies the odds by (1 + 0.6 k)
+
+def unsubscribe_probabilities(
+    tonality,                     # tonality per send
+    offer_type,                   # offer type per send
+    offer_value,                  # offer value per send
+    ticket: np.ndarray,           # the customer's mean ticket (a discount's depth is measured against it)
+    recent: np.ndarray,           # emails the customer received in the four weeks before this one
+) -> pl.DataFrame:                # p_unsubscribe, p_complaint per send
+    "Probability that a send makes its customer unsubscribe, or mark it as spam."
+    tone = np.asarray(pl.Series(tonality, dtype=pl.String).to_numpy())
+    offer = _codes(offer_type, OFFER_TYPES, "offer_type")
+    disc = discount_share(offer, np.asarray(pl.Series(offer_value, dtype=pl.Float64).fill_null(0.0).to_numpy()), ticket)
+    none = offer == OFFER_TYPES.index("none")
+    offer_f = np.where(none, 1.4, 1.0 + 2.5 * np.maximum(disc - 0.15, 0.0))   # nothing for me, or a brand on sale
+    freq = 1.0 + UNSUBSCRIBE_PER_RECENT_EMAIL * np.asarray(recent, dtype=float)
+    lut = lambda d: pl.Series(tone).replace_strict(d, return_dtype=pl.Float64).to_numpy()
+    p_unsub = np.minimum(UNSUBSCRIBE_BASE * lut(UNSUBSCRIBE_TONALITY) * offer_f * freq, 0.5)
+    p_complaint = np.minimum(COMPLAINT_BASE * lut(COMPLAINT_TONALITY) * offer_f * freq, 0.1)
+    return pl.DataFrame({"p_unsubscribe": p_unsub, "p_complaint": p_complaint})
+
 # %% ../../nbs/45_synth.ipynb #e5fd1826
 def respond(
     assignments: pl.DataFrame,  # one wave's `assignments` rows
@@ -432,8 +460,9 @@ def respond(
     seed: int,                  # fixes every draw
     model: ResponseModel | None = None,
     now: dt.datetime | None = None,  # when the world answers; events are not later than this (now, UTC, by default)
+    recent: pl.DataFrame | None = None,  # customer_id, emails: emails each customer got in the four weeks before (none when None)
 ) -> pl.DataFrame:              # the `events` table rows of this wave
-    "Events (send, open, click, conversion) of the treated customers of a wave, from the response model."
+    "Events (send, open, click, conversion, unsubscribe, complaint) of the treated customers of a wave, from the response model."
     sent = (assignments.filter(pl.col("arm") == "treatment")
             .join(variants.select("variant_id", "tonality", "offer_type", "offer_value"), on="variant_id", how="left")
             .join(truth, on="customer_id", how="left"))
@@ -452,8 +481,15 @@ def respond(
     converted = clicked & (u_conv < p["p_convert"].to_numpy())
     base = sent.select("campaign_id", "wave", "customer_id", "variant_id", "assigned_at").with_columns(
         revenue_if=p["revenue_if_converted"].round(2))
+    k = (sent.select("customer_id").join(recent.select("customer_id", "emails"), on="customer_id", how="left")["emails"].fill_null(0).to_numpy()
+         if recent is not None else np.zeros(sent.height))
+    q = unsubscribe_probabilities(sent["tonality"], sent["offer_type"], sent["offer_value"], sent["ticket_mean"].to_numpy(), k)
+    u_leave = keyed_uniform(seed, stream_key(cid, wave, "unsubscribe"), sent["customer_id"].to_numpy())
+    complained = u_leave < q["p_complaint"].to_numpy()           # one draw: a complaint, an unsubscribe, or neither
+    unsubscribed = ~complained & (u_leave < q["p_complaint"].to_numpy() + q["p_unsubscribe"].to_numpy())
     parts = []
-    for kind, mask, hours in (("send", None, 0), ("open", opened, 3), ("click", clicked, 3), ("conversion", converted, 30)):
+    for kind, mask, hours in (("send", None, 0), ("open", opened, 3), ("click", clicked, 3), ("conversion", converted, 30),
+                              ("unsubscribe", unsubscribed, 20), ("complaint", complained, 8)):
         rows = base if mask is None else base.filter(pl.Series(mask))
         parts.append(rows.select(
             event_id=pl.format("{}-{}-{}-" + kind, "campaign_id", "wave", "customer_id"), campaign_id="campaign_id", wave="wave",

@@ -21,9 +21,10 @@ from .lake import OFFER_TYPES, TABLES, TONALITIES
 from .records import Metrics
 
 # %% auto #0
-__all__ = ['FACTORS', 'VALUED_OFFERS', 'PLACEHOLDERS', 'SpecError', 'CampaignSpec', 'parse_spec', 'load_spec', 'offer_words',
-           'variant_id', 'Catalogue', 'build_catalogue', 'eligible_arms', 'diff_catalogues', 'CatalogueUpdate',
-           'update_catalogue', 'VariantsMetrics', 'catalogue_metrics']
+__all__ = ['FACTORS', 'VALUED_OFFERS', 'PLACEHOLDERS', 'GUARDRAIL_METRICS', 'DECISION_METRICS', 'SpecError', 'Guardrail',
+           'Decision', 'CampaignSpec', 'parse_spec', 'load_spec', 'offer_words', 'variant_id', 'Catalogue',
+           'build_catalogue', 'eligible_arms', 'diff_catalogues', 'campaign_row', 'CampaignRules', 'campaign_rules',
+           'CatalogueUpdate', 'update_catalogue', 'VariantsMetrics', 'catalogue_metrics']
 
 # %% ../../nbs/20_variants.ipynb #2d691cbc
 class SpecError(ValueError):
@@ -57,7 +58,21 @@ class _Where:
 FACTORS = ("tonality", "offer", "subject_template", "cta")
 VALUED_OFFERS = {"percent_off": "percent", "amount_off": "dollars", "free_item": "items", "loyalty_points": "points"}
 PLACEHOLDERS = {"opener", "offer", "brand", "cta"}
-_TOP = {"campaign_id", "name", "priority", "brand", "audience", "factors", "templates", "rules", "limits", "eligibility"}
+_TOP = {"campaign_id", "name", "priority", "brand", "audience", "factors", "templates", "rules", "limits", "eligibility", "guardrails", "decision"}
+GUARDRAIL_METRICS = ("unsubscribe", "complaint")   # events a guardrail counts per send
+DECISION_METRICS = ("spend", "visits", "visited")   # what a lift decision can be made on
+
+class Guardrail(NamedTuple):
+    "A cap on an event's rate per send: a variant that breaks it with `confidence` stops being sent."
+    metric: str                 # unsubscribe or complaint
+    max_per_1000: float         # the cutoff, in events per 1,000 sends
+    confidence: float = 0.95    # the posterior probability of a breach that stops a variant
+
+class Decision(NamedTuple):
+    "The decision a campaign's lift is judged by, declared before any result."
+    primary_metric: str = "spend"   # spend, visits or visited (per customer, treated against holdout)
+    mde: float = 0.02               # the smallest relative lift worth having (0.02: +2%)
+    min_waves: int = 2              # no verdict but "stop" before this many waves
 
 class CampaignSpec(NamedTuple):
     "A validated campaign spec."
@@ -82,6 +97,8 @@ class CampaignSpec(NamedTuple):
     eligibility: tuple[dict, ...]
     source: str
     audience: dict = {}                        # condition on segment profiles selecting who the campaign may email; {} is everyone
+    guardrails: tuple = ()                     # `Guardrail`s: caps on unsubscribes and complaints per send
+    decision: Decision = Decision()            # how the lift report decides: ship, keep running or stop
 
 def _levels(d: dict, key: str, where, path) -> list:
     v = d.get(key)
@@ -102,6 +119,42 @@ def _check_condition(cond, where, path):
 
 def _placeholders(text: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+
+def _number(v, where, path, lo: float, hi: float, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v < hi: raise where(path, f"must be {what}, got {v!r}")
+    return float(v)
+
+def _guardrails(raw, where) -> tuple:
+    "The spec's `guardrails:`: a list of {metric, max_per_1000, confidence}."
+    if raw is None: return ()
+    if not isinstance(raw, list): raise where(("guardrails",), "must be a list, e.g. [{metric: unsubscribe, max_per_1000: 2}]")
+    out = []
+    for i, g in enumerate(raw):
+        p = ("guardrails", i)
+        if not isinstance(g, dict): raise where(p, "a guardrail is a mapping: {metric: unsubscribe, max_per_1000: 2}")
+        for k in g:
+            if k not in Guardrail._fields: raise where(p + (k,), f"unknown key (guardrail keys: {', '.join(Guardrail._fields)})")
+        if g.get("metric") not in GUARDRAIL_METRICS: raise where(p + ("metric",), f"must be one of {', '.join(GUARDRAIL_METRICS)}, got {g.get('metric')!r}")
+        if "max_per_1000" not in g: raise where(p, "missing 'max_per_1000' (the cutoff, in events per 1,000 sends)")
+        cap = _number(g["max_per_1000"], where, p + ("max_per_1000",), 0, 1000, "a number of events per 1,000 sends in (0, 1000)")
+        conf = _number(g.get("confidence", 0.95), where, p + ("confidence",), 0.5, 1, "a probability in (0.5, 1)")
+        out.append(Guardrail(g["metric"], cap, conf))
+    dup = sorted({g.metric for g in out if [h.metric for h in out].count(g.metric) > 1})
+    if dup: raise where(("guardrails",), f"metric(s) {', '.join(dup)} have more than one guardrail")
+    return tuple(out)
+
+def _decision(raw, where) -> Decision:
+    "The spec's `decision:`: primary_metric, mde (relative), min_waves."
+    if raw is None: return Decision()
+    if not isinstance(raw, dict): raise where(("decision",), "must be a mapping, e.g. {primary_metric: spend, mde: 0.02, min_waves: 2}")
+    for k in raw:
+        if k not in Decision._fields: raise where(("decision", k), f"unknown key (decision keys: {', '.join(Decision._fields)})")
+    metric = raw.get("primary_metric", "spend")
+    if metric not in DECISION_METRICS: raise where(("decision", "primary_metric"), f"must be one of {', '.join(DECISION_METRICS)}, got {metric!r}")
+    mde = _number(raw.get("mde", 0.02), where, ("decision", "mde"), 0, 1, "a relative lift in (0, 1), e.g. 0.02 for +2%")
+    w = raw.get("min_waves", 2)
+    if isinstance(w, bool) or not isinstance(w, int) or w < 1: raise where(("decision", "min_waves"), f"must be a whole number of waves, at least 1, got {w!r}")
+    return Decision(metric, mde, w)
 
 # %% ../../nbs/20_variants.ipynb #a300ce73
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
@@ -245,6 +298,7 @@ def parse_spec(
             if not isinstance(v, list): raise where(p + ("exclude", k), "must be a list of levels")
         for ot in rule.get("max_discount") or {}:
             if ot not in VALUED_OFFERS: raise where(p + ("max_discount", ot), f"only offers with a value can be capped ({', '.join(VALUED_OFFERS)})")
+    guardrails, decision = _guardrails(d.get("guardrails"), where), _decision(d.get("decision"), where)
     return CampaignSpec(
         campaign_id=cid, name=str(d.get("name", cid)), priority=int(d.get("priority", 1)), brand=str(d.get("brand", "")),
         tonalities=tuple(tones), offers=offers, subject_templates={n: subjects[n] for n in names},
@@ -254,7 +308,7 @@ def parse_spec(
         offer_templates_need_an_offer=bool(rules.get("offer_templates_need_an_offer", True)),
         require_coverage=tuple(cov), subject_max_chars=int(limits.get("subject_max_chars", 60)),
         preheader_max_chars=int(limits.get("preheader_max_chars", 110)), eligibility=tuple(elig), source=source,
-        audience=audience)
+        audience=audience, guardrails=guardrails, decision=decision)
 
 # %% ../../nbs/20_variants.ipynb #802cd990
 def load_spec(path: str | Path) -> CampaignSpec:
@@ -413,12 +467,34 @@ def diff_catalogues(
         n.join(o.select("variant_id"), on="variant_id", how="semi").with_columns(status=pl.lit("unchanged")),
     ]).select("variant_id", "status", *cols[1:]).sort("status", "variant_id")
 
+# %% ../../nbs/20_variants.ipynb #20738ae9
+def campaign_row(spec: CampaignSpec) -> pl.DataFrame:
+    "The campaign's row of the `campaigns` table: its declared guardrails and decision as JSON, for the wave, the lift and the service."
+    return pl.DataFrame({"campaign_id": [spec.campaign_id], "name": [spec.name], "priority": [spec.priority],
+                         "guardrails": [json.dumps([g._asdict() for g in spec.guardrails])],
+                         "decision": [json.dumps(spec.decision._asdict())], "spec": [str(spec.source)]}, schema=TABLES["campaigns"].schema)
+
+# %% ../../nbs/20_variants.ipynb #0d17d67e
+class CampaignRules(NamedTuple):
+    "What a campaign's spec declared about judging it."
+    guardrails: tuple     # `Guardrail`s
+    decision: Decision
+
+def campaign_rules(
+    campaigns: pl.DataFrame | None,   # the lake's campaigns table, or None
+    campaign_id: str,
+) -> CampaignRules:                   # no guardrails and the default decision when the table has no row for the campaign
+    "The guardrails and decision a campaign's spec declared, from the `campaigns` table."
+    row = campaigns.filter(campaign_id=campaign_id) if campaigns is not None else None
+    if row is None or row.is_empty(): return CampaignRules((), Decision())
+    return CampaignRules(tuple(Guardrail(**g) for g in json.loads(row["guardrails"][0])), Decision(**json.loads(row["decision"][0])))
+
 # %% ../../nbs/20_variants.ipynb #62b497f7
 class CatalogueUpdate(NamedTuple):
     "A campaign's new catalogue and arms, and the tables that replace its old ones."
     catalogue: Catalogue
     arms: pl.DataFrame              # this campaign's arms
-    tables: dict                    # variants and arms: every other campaign's rows kept, this campaign's replaced
+    tables: dict                    # variants, arms and campaigns: every other campaign's rows kept, this campaign's replaced
     diff: pl.DataFrame              # `diff_catalogues` against this campaign's previous variants
     first: bool                     # no previous catalogue of this campaign
     n_segments: int                 # segments the arms were made for
@@ -432,8 +508,9 @@ def update_catalogue(
     profiles: pl.DataFrame | None = None,   # segment_profiles now (all segmenters' rows)
     segments: pl.DataFrame | None = None,   # the segments table now: its latest segmenter picks the profiles
     n_segments: int = 8,                    # segments to make arms for when there are no profiles
+    campaigns: pl.DataFrame | None = None,  # the campaigns table now
 ) -> CatalogueUpdate:
-    "Build a campaign's catalogue and arms, and the `variants` and `arms` tables with them in place of its old rows."
+    "Build a campaign's catalogue and arms, and the `variants`, `arms` and `campaigns` tables with them in place of its old rows."
     if profiles is not None and segments is not None and segments.height:
         profiles = profiles.filter(segmenter_version=segments.sort("assigned_at")["segmenter_version"][-1])
     if profiles is not None and profiles.height:
@@ -449,7 +526,8 @@ def update_catalogue(
     keep = lambda df: df.filter(pl.col("campaign_id") != spec.campaign_id) if df is not None else None
     previous = variants.filter(campaign_id=spec.campaign_id) if variants is not None else cat.variants.clear()
     tables = {"variants": pl.concat([d for d in (keep(variants), cat.variants) if d is not None]),
-              "arms": pl.concat([d for d in (keep(arms), new_arms) if d is not None])}
+              "arms": pl.concat([d for d in (keep(arms), new_arms) if d is not None]),
+              "campaigns": pl.concat([d for d in (keep(campaigns), campaign_row(spec)) if d is not None]).sort("campaign_id")}
     return CatalogueUpdate(cat, new_arms, tables, diff_catalogues(previous, cat.variants), previous.is_empty(), profiles.height, note)
 
 # %% ../../nbs/20_variants.ipynb #134d7674

@@ -14,23 +14,26 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import polars as pl
+from scipy import special, stats
 
-from .bandit import BanditState, Policy, assign, make_policy, state_for_campaign, update
+from .bandit import BanditState, Policy, ThompsonBeta, assign, breach_probability, make_policy, prob_best_beta, state_for_campaign, update
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
 from .draws import keyed_uniform, stream_key
 from .lake import EVENT_TYPES, TABLES
 from .records import Metrics, now
 from .segments import SegmentApplyMetrics, Segmenter, assign_segments, feature_date, features, profile
 from .settings import Settings
+from .variants import campaign_rules
 
 # %% auto #0
-__all__ = ['ENGINES', 'PROGRAMME_STREAM', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Engine', 'resolve_engine',
-           'open_engine', 'Audience', 'latest_segmenter', 'taken_this_wave', 'programme_holdout', 'build_audience',
-           'prior_wave', 'Wave', 'campaign_arms', 'assign_wave', 'unanswered', 'PolarsEngine', 'VariantShare',
-           'send_list', 'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics',
-           'WaveRows', 'triggered_rows', 'wave_rows', 'feedback_policy', 'Feedback', 'FeedbackError', 'check_batch',
-           'contradictions', 'fold_feedback', 'attribute_orders', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation',
-           'apply_segmenter']
+__all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Engine',
+           'resolve_engine', 'open_engine', 'Audience', 'latest_segmenter', 'taken_this_wave', 'programme_holdout',
+           'unsubscribed', 'build_audience', 'prior_wave', 'Wave', 'campaign_arms', 'guardrail_counts',
+           'guardrail_status', 'guard_arms', 'assign_wave', 'unanswered', 'PolarsEngine', 'VariantShare', 'send_list',
+           'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics', 'reward_per_send',
+           'value_over_uniform', 'bandit_history', 'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows',
+           'feedback_policy', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions', 'fold_feedback',
+           'attribute_orders', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -115,6 +118,7 @@ class Audience(NamedTuple):
     conflicts: pl.DataFrame   # lost_to (campaign_id), n_customers
     segmenter_version: str    # the segmentation it was built from
     n_programme: int = 0      # eligible customers left out because they are in the programme holdout
+    n_unsubscribed: int = 0   # opted-in customers left out because the CRM reported their unsubscribe or complaint
 
 # %% ../../nbs/35_waves.ipynb #3886fa55
 def latest_segmenter(segments: pl.DataFrame) -> str:
@@ -147,6 +151,15 @@ def programme_holdout(
     if share <= 0: return np.zeros(len(customer_id), dtype=bool)
     return keyed_uniform(seed, PROGRAMME_STREAM, np.asarray(customer_id)) < share
 
+# %% ../../nbs/35_waves.ipynb #5dbfe038
+def unsubscribed(
+    events,                   # the lake's events (a DataFrame or a LazyFrame scan), or None
+) -> pl.DataFrame:            # customer_id of every customer who unsubscribed or complained
+    "Customers the CRM reported unsubscribing or marking an email as spam: never emailed again, even before the chain's customer export says so."
+    if events is None: return pl.DataFrame(schema={"customer_id": pl.Int64})
+    return (events.lazy().filter(pl.col("event_type").cast(pl.String).is_in(["unsubscribe", "complaint"])).select("customer_id")
+            .unique().sort("customer_id").collect())
+
 # %% ../../nbs/35_waves.ipynb #969bc13f
 def build_audience(
     customers: pl.DataFrame,           # the customers table
@@ -158,19 +171,26 @@ def build_audience(
     wave: int,
     programme: float = 0.0,            # the programme holdout's share (setting `programme_holdout`): never in any audience
     seed: int = 0,                     # the project's seed, which draws the programme holdout
+    suppressed: pl.DataFrame | None = None,   # customer_id: `unsubscribed` customers, left out whatever the customers table says
 ) -> Audience:
-    "Opted-in customers in the campaign's segments under the latest segmenter, less the programme holdout and those another campaign emails this wave."
+    """Opted-in customers in the campaign's segments under the latest segmenter, less the unsubscribed, the programme holdout and
+    those another campaign emails this wave."""
     version = latest_segmenter(segments)
     eligible = (customers.lazy().filter(pl.col("email_opt_in")).select("customer_id")
                 .join(segments.lazy().filter(segmenter_version=version).select("customer_id", "segment"), on="customer_id")
                 .filter(pl.col("segment").is_in(arms["segment"].unique().implode())).collect())
+    n_unsub = 0
+    if suppressed is not None and suppressed.height:
+        before = eligible.height
+        eligible = eligible.join(suppressed.select("customer_id"), on="customer_id", how="anti")
+        n_unsub = before - eligible.height
     held = programme_holdout(eligible["customer_id"].to_numpy(), share=programme, seed=seed)
     if held.any(): eligible = eligible.filter(~pl.Series(held))
     taken = taken_this_wave(assignments, campaign_id=campaign_id, wave=wave)
     lost = eligible.join(taken, on="customer_id", how="inner")
     conflicts = lost.group_by("lost_to").agg(n_customers=pl.len().cast(pl.Int64)).sort("lost_to")
     kept = eligible.join(taken, on="customer_id", how="anti") if taken.height else eligible
-    return Audience(kept, kept.height, lost.height, conflicts, version, int(held.sum()))
+    return Audience(kept, kept.height, lost.height, conflicts, version, int(held.sum()), n_unsub)
 
 # %% ../../nbs/35_waves.ipynb #5266d2a4
 def prior_wave(
@@ -204,6 +224,8 @@ class Wave(NamedTuple):
     tables: dict                # table name -> rows to publish together ({} on a rerun); tables in `append` hold only the new rows
     warning: str = ""           # what a reviewer should know before sending (e.g. the previous wave's feedback is missing)
     append: frozenset = frozenset({"assignments", "bandit_state"})   # tables whose rows are added as a new part
+    guardrails: pl.DataFrame | None = None   # `guardrail_status` per variant when the wave was allocated (None: the spec declares none)
+    stopped: tuple = ()         # variants a guardrail stopped: not sent in this wave
 
     @property
     def reused(self) -> bool: return self.audience is None
@@ -216,6 +238,55 @@ def campaign_arms(reader: Reader, campaign_id: str) -> pl.DataFrame:
     arms = reader.read("arms").filter(campaign_id=campaign_id)
     if arms.is_empty(): raise ValueError(f"campaign '{campaign_id}' has no arms: run the variants pipeline for its spec")
     return arms
+
+# %% ../../nbs/35_waves.ipynb #6d6b535a
+def guardrail_counts(
+    events,                   # the lake's events (a DataFrame or a LazyFrame scan), or None
+    campaign_id: str,
+) -> pl.DataFrame:            # variant_id, sends, unsubscribe, complaint
+    "A campaign's sends, unsubscribes and spam complaints per variant, from the events table (a scan of three columns)."
+    schema = {"variant_id": pl.String, "sends": pl.Int64, "unsubscribe": pl.Int64, "complaint": pl.Int64}
+    if events is None: return pl.DataFrame(schema=schema)
+    kind = pl.col("event_type").cast(pl.String)
+    return (events.lazy().filter((pl.col("campaign_id") == campaign_id) & kind.is_in(["send", "unsubscribe", "complaint"]))
+            .group_by("variant_id").agg(sends=(kind == "send").sum().cast(pl.Int64), unsubscribe=(kind == "unsubscribe").sum().cast(pl.Int64),
+                                        complaint=(kind == "complaint").sum().cast(pl.Int64))
+            .sort("variant_id").collect().select(list(schema)))
+
+# %% ../../nbs/35_waves.ipynb #ebefc374
+GUARDRAIL_SCHEMA = {"variant_id": pl.String, "metric": pl.String, "sends": pl.Int64, "events": pl.Int64, "rate_per_1000": pl.Float64,
+                    "max_per_1000": pl.Float64, "p_breach": pl.Float64, "confidence": pl.Float64, "breached": pl.Boolean}
+
+def guardrail_status(
+    counts: pl.DataFrame,     # `guardrail_counts`
+    guardrails: tuple,        # the campaign's `variants.Guardrail`s
+    *,
+    pooled: bool = False,     # one row per guardrail for the whole campaign (variant_id "all") instead of one per variant
+) -> pl.DataFrame:            # variant_id, metric, sends, events, rate_per_1000, max_per_1000, p_breach, confidence, breached
+    "Each guardrail's rate, cutoff and posterior probability of a breach, per variant (or for the campaign)."
+    if pooled: counts = counts.select(pl.lit("all").alias("variant_id"), pl.col("sends", "unsubscribe", "complaint").sum())
+    out = []
+    for g in guardrails:
+        n, k = counts["sends"].to_numpy(), counts[g.metric].to_numpy()
+        pb = breach_probability(n, np.minimum(k, n), cutoff=g.max_per_1000 / 1000)
+        out.append(counts.select("variant_id", "sends").with_columns(
+            metric=pl.lit(g.metric), events=counts[g.metric], rate_per_1000=pl.Series(np.divide(1000.0 * k, n, out=np.full(len(n), np.nan), where=n > 0)).fill_nan(None),
+            max_per_1000=pl.lit(g.max_per_1000), p_breach=pl.Series(pb), confidence=pl.lit(g.confidence), breached=pl.Series(pb >= g.confidence)))
+    return pl.concat(out).select(list(GUARDRAIL_SCHEMA)) if out else pl.DataFrame(schema=GUARDRAIL_SCHEMA)
+
+# %% ../../nbs/35_waves.ipynb #88d23982
+def guard_arms(
+    arms: pl.DataFrame,       # a campaign's arms
+    status: pl.DataFrame,     # `guardrail_status` per variant
+) -> tuple[pl.DataFrame, list[str]]:   # the arms left, the variants stopped
+    "The arms without the variants a guardrail stopped; an error when no variant is left."
+    stopped = sorted(set(status.filter("breached")["variant_id"].to_list()) & set(arms["variant_id"].to_list()))
+    if not stopped: return arms, []
+    left = arms.filter(~pl.col("variant_id").is_in(stopped))
+    if left.is_empty():
+        raise ValueError(f"campaign '{arms['campaign_id'][0]}': every variant breaks a guardrail ({len(stopped)} stopped): nothing is sent; "
+                         "change the variants (a new spec) or review the guardrails")
+    return left, stopped
 
 # %% ../../nbs/35_waves.ipynb #a1de47fb
 def assign_wave(
@@ -230,12 +301,16 @@ def assign_wave(
 ) -> Wave:
     "Assign one wave of a campaign, or return it unchanged if it was assigned the same way before."
     arms = campaign_arms(reader, campaign_id)
+    rules = campaign_rules(reader.read("campaigns") if reader.has("campaigns") else None, campaign_id)
+    status = (guardrail_status(guardrail_counts(reader.read("events", validate=False, lazy=True) if reader.has("events") else None, campaign_id),
+                               rules.guardrails) if rules.guardrails else None)
+    arms, stopped = guard_arms(arms, status) if status is not None else (arms, [])
     lake_state = reader.read("bandit_state") if reader.has("bandit_state") else None
     seen = reader.read("bandit_seen", validate=False) if reader.has("bandit_seen") else None
     state = state_for_campaign(lake_state, seen, arms, policy)
     previous = reader.read("assignments") if reader.has("assignments") else None
     again = prior_wave(previous, campaign_id=campaign_id, wave=wave, policy=policy.name, holdout=holdout)
-    if again is not None: return Wave(again, state, None, {})
+    if again is not None: return Wave(again, state, None, {}, guardrails=status, stopped=tuple(stopped))
     audience = engine.audience(reader, arms, previous, campaign_id=campaign_id, wave=wave)
     if audience.n_customers == 0:
         msg = (f"campaign '{campaign_id}' has no eligible customer left in wave {wave}: {audience.n_taken:,} were already emailed "
@@ -244,7 +319,7 @@ def assign_wave(
     rows = engine.assign(state, audience, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id).sort("customer_id")
     tables = {"assignments": rows}    # appended as a new part: the earlier waves are not rewritten
     if lake_state is None or lake_state.filter(campaign_id=campaign_id).is_empty(): tables["bandit_state"] = state.table
-    return Wave(rows, state, audience, tables, unanswered(reader, campaign_id=campaign_id, wave=wave))
+    return Wave(rows, state, audience, tables, unanswered(reader, campaign_id=campaign_id, wave=wave), guardrails=status, stopped=tuple(stopped))
 
 # %% ../../nbs/35_waves.ipynb #9c602da5
 def unanswered(reader: Reader, *, campaign_id: str, wave: int) -> str:
@@ -268,8 +343,9 @@ class PolarsEngine:
         return feats.select("customer_id").with_columns(labels), profile(feats, labels), day
     def audience(self, reader, arms, assignments, *, campaign_id, wave) -> Audience:
         share, seed = (self.settings.programme_holdout, self.settings.seed) if self.settings else (0.0, 0)
+        gone = unsubscribed(reader.read("events", validate=False, lazy=True) if reader.has("events") else None)
         return build_audience(reader.read("customers"), reader.read("segments"), arms, assignments, campaign_id=campaign_id, wave=wave,
-                              programme=share, seed=seed)
+                              programme=share, seed=seed, suppressed=gone)
     def assign(self, state, audience, *, policy, holdout, seed, wave, campaign_id) -> pl.DataFrame:
         return assign(state, audience.customers, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id)
     def check(self, reader, table, df, *, references, source) -> ContractResult:
@@ -335,6 +411,7 @@ class WaveMetrics(Metrics):
     reused: bool = False                # the wave was assigned before; nothing new was written
     warning: str = ""                   # e.g. the previous wave's feedback was not in when this one was assigned
     customers_in_programme_holdout: int = 0   # eligible customers kept out of every campaign (setting programme_holdout)
+    variants_stopped: int = 0           # variants a guardrail stopped before this wave
 
 def wave_metrics(w: Wave, engine: Engine, policy: Policy) -> WaveMetrics:
     "The headline metrics of an assigned wave."
@@ -344,7 +421,84 @@ def wave_metrics(w: Wave, engine: Engine, policy: Policy) -> WaveMetrics:
                        int(w.rows["state_version"][0]), policy.name, engine.name, w.rows["segment"].n_unique(),
                        0 if w.audience is None else w.audience.n_taken, treated["variant_id"].n_unique(),
                        round(float(top5 / max(treated.height, 1)), 5), w.reused, w.warning,
-                       0 if w.audience is None else w.audience.n_programme)
+                       0 if w.audience is None else w.audience.n_programme, len(w.stopped))
+
+# %% ../../nbs/35_waves.ipynb #770831cc
+def reward_per_send(
+    events,                  # the lake's events (a DataFrame or a LazyFrame scan)
+    campaign_id: str,
+    *,
+    reward: str,             # conversion, click, open (success per send) or revenue
+) -> pl.DataFrame:           # wave, customer_id, reward: every send of the campaign with what it earned
+    "Each send's reward, from the events: 1 when the reward event followed it (or the revenue of its conversions), else 0."
+    ev = events.lazy().filter(campaign_id=campaign_id).with_columns(kind=pl.col("event_type").cast(pl.String))
+    sends = ev.filter(kind="send").select("wave", "customer_id").unique()
+    got = (ev.filter(kind="conversion").group_by("wave", "customer_id").agg(reward=pl.col("revenue").sum()) if reward == "revenue" else
+           ev.filter(kind=reward).select("wave", "customer_id").unique().with_columns(reward=pl.lit(1.0)))
+    return sends.join(got, on=["wave", "customer_id"], how="left").with_columns(pl.col("reward").fill_null(0.0)).sort("wave", "customer_id").collect()
+
+# %% ../../nbs/35_waves.ipynb #0960a0c9
+def value_over_uniform(
+    rows: pl.DataFrame,          # treated assignment rows of the waves to judge (segment, variant_id, propensity, arm)
+    rewards: pl.DataFrame,       # `reward_per_send`
+    arms: pl.DataFrame,          # the campaign's arms: K per segment
+    *,
+    holdout: float,              # the holdout share the waves were assigned with (propensities include it)
+    alpha: float = 0.05,
+) -> dict:                       # sends, waves, bandit, uniform, gain, gain_low, gain_high, gain_rel
+    "Reward per send of the bandit's allocation against equal allocation on the same customers (inverse propensity weighting)."
+    k = arms.group_by("segment").agg(k=pl.len())
+    d = (rows.filter(arm="treatment").join(rewards, on=["wave", "customer_id"]).join(k, on="segment")
+         .with_columns(w=(1.0 / pl.col("k")) / (pl.col("propensity") / (1.0 - holdout))))
+    if d.is_empty(): return {"sends": 0, "waves": 0, "bandit": None, "uniform": None, "gain": None, "gain_low": None, "gain_high": None, "gain_rel": None}
+    r, w = d["reward"].to_numpy(), d["w"].to_numpy()
+    diff = r * (1.0 - w)
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    bandit, uniform, gain = float(r.mean()), float((r * w).mean()), float(diff.mean())
+    return {"sends": len(r), "waves": d["wave"].n_unique(), "bandit": bandit, "uniform": uniform, "gain": gain,
+            "gain_low": gain - z * se, "gain_high": gain + z * se, "gain_rel": gain / uniform if uniform > 0 else None}
+
+# %% ../../nbs/35_waves.ipynb #8955334b
+def bandit_history(
+    states: pl.DataFrame,        # the bandit_state rows of one campaign (every version)
+    rows: pl.DataFrame,          # the campaign's assignment rows (every wave)
+) -> pl.DataFrame:               # wave, segment, state_version, leader, p_best, leader_share, sends
+    "Per wave and segment: the variant most likely best in the state the wave was drawn from, that probability, and the share of emails it got."
+    out = []
+    treated = rows.filter(arm="treatment")
+    for (w, v), g in treated.group_by("wave", "state_version", maintain_order=True):
+        st = states.filter(version=v)
+        if st.is_empty(): continue
+        for (seg,), s in st.sort("segment", "variant_id").group_by("segment", maintain_order=True):
+            pb = prob_best_beta(s["alpha"].to_numpy(), s["beta"].to_numpy())
+            lead = int(np.argmax(pb))
+            sent = g.filter(segment=seg)
+            out.append({"wave": int(w), "segment": int(seg), "state_version": int(v), "leader": s["variant_id"][lead], "p_best": float(pb[lead]),
+                        "leader_share": float((sent["variant_id"] == s["variant_id"][lead]).mean()) if sent.height else 0.0, "sends": sent.height})
+    schema = {"wave": pl.Int32, "segment": pl.Int16, "state_version": pl.Int64, "leader": pl.String, "p_best": pl.Float64,
+              "leader_share": pl.Float64, "sends": pl.Int64}
+    return pl.DataFrame(out, schema=schema).sort("wave", "segment")
+
+# %% ../../nbs/35_waves.ipynb #ec44a103
+def leaderboard(
+    state: BanditState,          # the campaign's latest state
+    variants: pl.DataFrame,      # the campaign's variants (tonality, offer_type, offer_value, subject)
+    *,
+    alpha: float = 0.05,
+) -> pl.DataFrame:               # variant_id, label, sends, conversions, rate, rate_low, rate_high, status
+    "The campaign's variants by posterior conversion rate pooled over segments, with credible intervals and sends; untried ones say 'no sends yet'."
+    t = state.table.group_by("variant_id").agg(sends=pl.col("n").sum(), conversions=pl.col("successes").sum())
+    a, b = 1.0 + t["conversions"].to_numpy(), 1.0 + (t["sends"] - t["conversions"]).to_numpy()
+    tried = t["sends"].to_numpy() > 0
+    nan = np.full(len(a), np.nan)
+    t = t.with_columns(rate=pl.Series(np.where(tried, a / (a + b), nan)), rate_low=pl.Series(np.where(tried, special.betaincinv(a, b, alpha / 2), nan)),
+                       rate_high=pl.Series(np.where(tried, special.betaincinv(a, b, 1 - alpha / 2), nan))).with_columns(
+        pl.col("rate", "rate_low", "rate_high").fill_nan(None), status=pl.when(pl.col("sends") > 0).then(pl.lit("")).otherwise(pl.lit("no sends yet")))
+    label = variants.select("variant_id", label=pl.concat_str("tonality", pl.lit(" / "), "offer_type", pl.lit(" "),
+                                                              pl.col("offer_value").cast(pl.String), pl.lit(" / "), "subject_template"))
+    return (t.join(label, on="variant_id", how="left").sort(pl.col("rate").fill_null(-1.0), "sends", descending=True)
+            .select("variant_id", "label", "sends", "conversions", "rate", "rate_low", "rate_high", "status"))
 
 # %% ../../nbs/35_waves.ipynb #806e1af2
 class WaveRows(NamedTuple):
@@ -543,6 +697,8 @@ class FeedbackMetrics(Metrics):
     engine: str
     quarantined_events: int = 0   # events the wave's assignments rule out, set aside in events_quarantine
     late_events: int = 0          # events of an earlier wave in this batch, credited to their own wave
+    unsubscribes: int = 0         # unsubscribe events in the batch (the customers' consent goes with the chain's next customer export)
+    complaints: int = 0           # spam complaints in the batch
 
 def feedback_metrics(fb: Feedback, engine: Engine, *, campaign_id: str, wave: int, reward: str, source: str) -> FeedbackMetrics:
     "The headline metrics of a folded batch."
@@ -552,7 +708,7 @@ def feedback_metrics(fb: Feedback, engine: Engine, *, campaign_id: str, wave: in
     return FeedbackMetrics(campaign_id, wave, fb.n_new, fb.state.version, n.get("send", 0), n.get("open", 0), n.get("click", 0),
                            n.get("conversion", 0), round(revenue, 2), (revenue if reward == "revenue" else n.get(reward, 0)) / max(n.get("send", 0), 1),
                            source, engine.name, fb.quarantined.height if fb.quarantined is not None else 0,
-                           fb.events.filter(pl.col("wave") != wave).height)
+                           fb.events.filter(pl.col("wave") != wave).height, n.get("unsubscribe", 0), n.get("complaint", 0))
 
 # %% ../../nbs/35_waves.ipynb #35206561
 class Segmentation(NamedTuple):

@@ -29,7 +29,8 @@ __all__ = ['STATE_FILE', 'CRM_EVENT_NAMES', 'CURRENTS_MAPPING', 'SENDS_SCHEMA', 
 # %% ../../nbs/59_world.ipynb #2179356d
 STATE_FILE = "world.json"
 CRM_EVENT_NAMES = {"send": "users.messages.email.Send", "open": "users.messages.email.Open",
-                   "click": "users.messages.email.Click", "conversion": "users.behaviors.Purchase"}
+                   "click": "users.messages.email.Click", "conversion": "users.behaviors.Purchase",
+                   "unsubscribe": "users.messages.email.Unsubscribe", "complaint": "users.messages.email.MarkAsSpam"}
 
 CURRENTS_MAPPING = """# Braze Currents-style email events (as the simulated CRM writes them) -> the events table
 table: events
@@ -49,6 +50,8 @@ values:
     users.messages.email.Open: open
     users.messages.email.Click: click
     users.behaviors.Purchase: conversion
+    users.messages.email.Unsubscribe: unsubscribe
+    users.messages.email.MarkAsSpam: complaint
 defaults:
   revenue: 0
 """
@@ -136,13 +139,16 @@ def crm_events(
     *,
     sent_at: dt.datetime,          # when the CRM sent the emails
     until: dt.datetime,            # the CRM's export time: no event is later
+    earlier: pl.DataFrame | None = None,   # the sends the world answered before (`SENDS_SCHEMA`): recent emails raise unsubscribes
 ) -> pl.DataFrame:                 # Braze Currents-style events: id, external_user_id, time (epoch s), event_type, campaign_name, ...
-    "What the simulated CRM reports about a send: sends, opens, clicks and purchases drawn from the world's response model."
+    "What the simulated CRM reports about a send: sends, opens, clicks, purchases, unsubscribes and spam complaints from the world's response model."
     a = recipients.select(campaign_id="campaign_id", wave=pl.col("wave").cast(pl.Int32), customer_id=pl.col("external_id").cast(pl.Int64),
                           variant_id="variant_id", arm=pl.lit("treatment"), assigned_at=pl.lit(sent_at, pl.Datetime("us")))
     variants = recipients.select("variant_id", "tonality", "offer_type", "offer_value").unique("variant_id")
     model = response_model_from_frame(pl.read_parquet(world.folder / "response_model.parquet"))
-    ev = respond(a, variants, world.truth, seed=world.state["seed"], model=model, now=until)
+    recent = (earlier.filter((pl.col("sent_at") < sent_at) & (pl.col("sent_at") >= sent_at - dt.timedelta(days=28)))
+              .group_by("customer_id").agg(emails=pl.len()) if earlier is not None else None)
+    ev = respond(a, variants, world.truth, seed=world.state["seed"], model=model, now=until, recent=recent)
     return ev.select(id="event_id", external_user_id=pl.col("customer_id").cast(pl.String),
                      time=(pl.col("occurred_at").dt.epoch("us") // 1_000_000),
                      event_type=pl.col("event_type").cast(pl.String).replace(CRM_EVENT_NAMES),
@@ -251,20 +257,22 @@ def answer(
     *,
     until: dt.datetime,            # the world's clock now: orders and events up to this moment
     window_days: int = 28,         # the lift window the truth files describe
-    opt_out_rate: float = 0.002,   # share of opted-in customers who unsubscribe in a week
+    opt_out_rate: float = 0.002,   # share of opted-in customers who opt out in a week at the till or the app (not through an email)
 ) -> Answer:
-    "The simulated CRM sends every new export and reports its events; the chain records every order up to `until`; a few customers opt out."
+    """The simulated CRM sends every new export and reports its events; the chain records every order up to `until`; customers who
+    unsubscribed from an email or marked it as spam, and a few others, lose their consent in the customers snapshot the chain exports."""
     outbox = Path(outbox)
     state = dict(world.state)
     sends_path = world.folder / "sends.parquet"
     sends = pl.read_parquet(sends_path) if sends_path.exists() else None
-    written, truths = [], []
+    written, truths, left = [], [], []
     for m in sorted(outbox.glob(f"*/wave*/*/{MANIFEST}")):
         key = f"{m.parent.parent.parent.name}/{m.parent.parent.name}"
         if key in state["answered"] or m.parent.name not in FORMATS: continue
         recipients, manifest = read_send_file(m.parent)
         sent_at = dt.datetime.fromisoformat(manifest["written_at"].rstrip("Z"))
-        ev = crm_events(world, recipients, sent_at=sent_at, until=until)
+        ev = crm_events(world, recipients, sent_at=sent_at, until=until, earlier=sends)
+        left.append(ev.filter(pl.col("event_type").is_in([CRM_EVENT_NAMES["unsubscribe"], CRM_EVENT_NAMES["complaint"]]))["external_user_id"].cast(pl.Int64))
         written.append(_write_atomic(ev, world.inbox / "events" / f"{manifest['campaign_id']}_wave{manifest['wave']}.parquet"))
         inc = _increments(world, recipients, sent_at)
         sends = inc if sends is None else pl.concat([sends, inc])
@@ -278,15 +286,16 @@ def answer(
                             first_id=state["next_transaction_id"])
         orders = _write_atomic(tx, world.inbox / "orders" / f"orders_{start:%Y%m%dT%H%M}_{until:%Y%m%dT%H%M}.parquet")
         state["next_transaction_id"] += tx.height
-        rng = np.random.default_rng([state["seed"], int(until.timestamp())])
-        weeks = (until - start).total_seconds() / (7 * 86_400)
-        leave = world.customers["email_opt_in"].to_numpy() & (rng.random(world.customers.height) < opt_out_rate * weeks)
-        if leave.any():
-            cust = world.customers.with_columns(email_opt_in=pl.Series(world.customers["email_opt_in"].to_numpy() & ~leave))
-            _write_atomic(cust, world.folder / "customers.parquet")
-            customers = _write_atomic(cust.filter(pl.Series(leave)), world.inbox / "customers" / f"customers_{until:%Y%m%dT%H%M}.parquet")
-            world = world._replace(customers=cust)
         state["generated_until"] = until.isoformat()
+    rng = np.random.default_rng([state["seed"], int(until.timestamp())])
+    weeks = max((until - start).total_seconds() / (7 * 86_400), 0.0)
+    by_email = world.customers["customer_id"].is_in(pl.concat(left).implode()).to_numpy() if left else False
+    leave = world.customers["email_opt_in"].to_numpy() & ((rng.random(world.customers.height) < opt_out_rate * weeks) | by_email)
+    if leave.any():   # the chain's next customer export carries the lost consent: the lake learns it by ingesting that file
+        cust = world.customers.with_columns(email_opt_in=pl.Series(world.customers["email_opt_in"].to_numpy() & ~leave))
+        _write_atomic(cust, world.folder / "customers.parquet")
+        customers = _write_atomic(cust.filter(pl.Series(leave)), world.inbox / "customers" / f"customers_{until:%Y%m%dT%H%M}.parquet")
+        world = world._replace(customers=cust)
     (world.folder / "truth").mkdir(exist_ok=True)
     truth_files = [write_json_atomic(world.folder / "truth" / f"{c}_wave{w}.json", true_lift(world, sends, campaign_id=c, wave=w, window_days=window_days))
                    for c, w in truths]
