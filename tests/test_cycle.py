@@ -30,7 +30,7 @@ N_CUSTOMERS = 4000
 def new_project(path: Path) -> Path:
     path.mkdir(parents=True)
     text = SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts")
-    (path / "settings.ini").write_text(text.replace("n_customers = 2000", f"n_customers = {N_CUSTOMERS}"))
+    (path / "settings.ini").write_text(text.replace("n_customers = 2000", f"n_customers = {N_CUSTOMERS}") + "programme_holdout = 0.05\n")
     for d in ("lake", "runs"): (path / d).mkdir(exist_ok=True)   # what `campaign-lab init` makes
     shutil.copytree(REPO / "campaigns", path / "campaigns")
     return path
@@ -92,6 +92,28 @@ def test_no_report_or_step_carries_a_warning_or_stray_output(cycled):
     assert "without encryption" not in console and "WARNING" not in console, console[-2000:]
 
 
+def test_programme_holdout_unsubscribes_and_verdicts(cycled):
+    "The programme holdout is never emailed and has its report; unsubscribed customers are not emailed again; each lift opens with its verdict."
+    from campaign_lab.lake import read_table
+    from campaign_lab.waves import programme_holdout
+    root = cycled["root"]
+    a, ev = read_table(root / "lake", "assignments"), read_table(root / "lake", "events")
+    ids = read_table(root / "lake", "customers")["customer_id"]
+    held = ids.filter(pl.Series(programme_holdout(ids.to_numpy(), share=0.05, seed=11)))   # the test settings' seed
+    assert 0.03 < held.len() / ids.len() < 0.07
+    assert a.join(held.to_frame(), on="customer_id", how="semi").is_empty()          # never emailed, never even held out by a campaign
+    prog = runs_of(root, "programme")
+    assert prog and prog[-1]["status"] == "succeeded" and prog[-1]["metrics"]["holdout_emailed"] == 0
+    assert prog[-1]["metrics"]["programme_holdout_customers"] == held.len()
+    gone = ev.filter(pl.col("event_type").cast(pl.String).is_in(["unsubscribe", "complaint"]), wave=0)
+    assert gone.height > 0                                                           # the synthetic inbox loses customers
+    assert a.filter(wave=1).join(gone.select("customer_id"), on="customer_id", how="semi").is_empty()
+    for m in runs_of(root, "lift"):
+        assert m["metrics"]["verdict"] in ("ship", "keep running", "stop"), m["metrics"]
+        html = (root / "runs" / m["run_id"] / "report.html").read_text()
+        assert html.index("Verdict:") < html.index("Parameters")
+
+
 def test_two_campaigns_share_the_waves_without_double_emails(cycled):
     root, out = cycled["root"], cycled["stdout"]
     assert "promoted the new segmenter as champion" in out and "index:" in out
@@ -114,7 +136,7 @@ def test_two_campaigns_share_the_waves_without_double_emails(cycled):
     assert parent["status"] == "succeeded" and parent["exit_code"] == 0
     steps = pl.DataFrame({"pipeline": [st["pipeline"] for st in parent["steps"]]}).group_by("pipeline").len()
     assert dict(steps.iter_rows()) | {"ingest": 0} == {"ingest": 0, "validate": 1, "segment_apply": 1, "variants": 2, "wave": 4, "export": 4,
-                                                       "feedback": 4, "lift": 2}, steps
+                                                       "feedback": 4, "lift": 2, "programme": 1}, steps
     assert not (root / "lake" / "customer_truth").exists() and not (root / "lake" / "response_model").exists()
     outbox = sorted(str(p.relative_to(root / "outbox")) for p in (root / "outbox").glob("*/*/*"))
     assert outbox == [f"{c}/wave{w}/braze-csv" for c in ("spring_menu", "win_back") for w in (0, 1)]

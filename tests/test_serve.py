@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from campaign_lab.bandit import make_policy
-from campaign_lab.lake import commit, read_table
+from campaign_lab.lake import EVENT_TYPES, commit, read_table
 from campaign_lab.samples import sample_tables
 from campaign_lab.settings import load_settings
 from campaign_lab.waves import PolarsEngine, Tables, assign_wave, programme_holdout
@@ -280,7 +280,7 @@ def test_triggered_decisions_feed_back_like_a_wave(tmp_path):
     events = pl.DataFrame([{"event_id": f"e-{a['decision_id']}", "campaign_id": "spring", "wave": 4, "customer_id": a["customer_id"],
                             "variant_id": a["variant"]["variant_id"], "event_type": "send", "revenue": 0.0,
                             "occurred_at": a["decided_at"]} for a in sent]).with_columns(
-        pl.col("event_type").cast(pl.Enum(["send", "open", "click", "conversion"])), pl.col("wave").cast(pl.Int32),
+        pl.col("event_type").cast(pl.Enum(EVENT_TYPES)), pl.col("wave").cast(pl.Int32),
         pl.col("occurred_at").str.to_datetime(time_unit="us"))
     fb = fold_feedback(PolarsEngine(s), lake, wave_rows(lake, campaign_id="spring", wave=4), events, reward="conversion")
     assert fb.n_new == len(sent) and fb.quarantined.height == 0
