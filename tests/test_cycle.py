@@ -92,6 +92,25 @@ def test_no_report_or_step_carries_a_warning_or_stray_output(cycled):
     assert "without encryption" not in console and "WARNING" not in console, console[-2000:]
 
 
+def test_reports_show_numbers_for_people(cycled):
+    "No scientific notation, no raw long decimals, no Python lists of floats, no bare printed number in any report."
+    import re
+    import nbformat
+    raw = re.compile(r"\d\.\d+e[+-]\d\d|\b\d+\.\d{5,}\b|\[-?\d+\.\d+, -?\d+\.\d+\]")
+    found = []
+    for f in sorted((cycled["root"] / "runs").glob("*/report.html")):
+        page = re.sub(r"<style.*?</style>|<script.*?</script>|<svg.*?</svg>|data:image/[^\"']+|<code>[^<]*</code>", "", f.read_text(), flags=re.S)
+        hits = raw.findall(re.sub(r"<[^>]+>", " ", page))
+        if hits: found.append((f.parent.name, hits[:5]))
+    for f in sorted((cycled["root"] / "runs").glob("*/report.ipynb")):
+        for i, c in enumerate(nbformat.read(f, 4).cells):
+            for o in c.get("outputs", []):
+                data = o.get("data") or {}
+                if o.output_type == "execute_result" and set(data) == {"text/plain"} and re.fullmatch(r"\s*-?[\d.,]+\s*", data["text/plain"]):
+                    found.append((f.parent.name, i, data["text/plain"]))
+    assert found == [], found
+
+
 def test_programme_holdout_unsubscribes_and_verdicts(cycled):
     "The programme holdout is never emailed and has its report; unsubscribed customers are not emailed again; each lift opens with its verdict."
     from campaign_lab.lake import read_table

@@ -342,6 +342,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'campaign_lab.lift.variant_effects': ('lift.html#variant_effects', 'campaign_lab/lift.py')},
             'campaign_lab.monitor': { 'campaign_lab.monitor.Alert': ('monitor.html#alert', 'campaign_lab/monitor.py'),
                                       'campaign_lab.monitor._forest_svg': ('monitor.html#_forest_svg', 'campaign_lab/monitor.py'),
+                                      'campaign_lab.monitor._history_html': ('monitor.html#_history_html', 'campaign_lab/monitor.py'),
                                       'campaign_lab.monitor._latest_by': ('monitor.html#_latest_by', 'campaign_lab/monitor.py'),
                                       'campaign_lab.monitor.current_alerts': ('monitor.html#current_alerts', 'campaign_lab/monitor.py'),
                                       'campaign_lab.monitor.evaluate_alerts': ('monitor.html#evaluate_alerts', 'campaign_lab/monitor.py'),

@@ -14,7 +14,7 @@ from .lift import LiftMetrics
 from .records import RunRecord, list_runs
 from .segments import SegmentApplyMetrics
 from .settings import Settings
-from .waves import ALLOCATION_FILE, FeedbackMetrics, WaveMetrics, read_allocation
+from .waves import ALLOCATION_FILE, HISTORY_FILE, LEADERBOARD_FILE, FeedbackMetrics, WaveMetrics, read_allocation
 
 # %% auto #0
 __all__ = ['Alert', 'evaluate_alerts', 'current_alerts', 'index_panels']
@@ -89,6 +89,26 @@ def current_alerts(
     keep = set(newest.values())
     return [a for a in evaluate_alerts(settings, runs) if a.run_id in keep]
 
+# %% ../../nbs/54_monitor.ipynb #d62c3045
+def _history_html(run: Path) -> str:
+    "Per segment and wave, the leading variant's probability of being best and its share of the emails, from a wave run's `bandit_history.csv`."
+    import polars as pl
+    path = run / HISTORY_FILE
+    if not path.is_file(): return ""
+    h = pl.read_csv(path)
+    if h.is_empty(): return ""
+    ws = sorted(h["wave"].unique().to_list())
+    rows = []
+    for (seg,), g in h.sort("segment", "wave").group_by("segment", maintain_order=True):
+        by = {r["wave"]: r for r in g.iter_rows(named=True)}
+        cells = "".join(f"<td>{by[w]['p_best']:.1%} / {by[w]['leader_share']:.1%}</td>" if w in by else "<td></td>" for w in ws)
+        rows.append(f"<tr><td>segment {seg}</td>{cells}</tr>")
+    board = (f' The <a href="{html.escape(run.name)}/{LEADERBOARD_FILE}">leaderboard</a> (every variant, credible intervals, sends so far; '
+             '"no sends yet" for untried ones).' if (run / LEADERBOARD_FILE).is_file() else "")
+    return (f"<p><b>The bandit over time</b>: per segment, the leading variant's probability of being best / its share of the "
+            f"segment's emails.{board}</p><table><thead><tr><th>segment</th>{''.join(f'<th>wave {w}</th>' for w in ws)}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
 # %% ../../nbs/54_monitor.ipynb #eda15a37
 def _latest_by(runs: list[RunRecord], pipeline: str, kind, key) -> dict:
     "Newest succeeded run of `pipeline` per key(metrics) -> (record, its typed metrics)."
@@ -156,6 +176,7 @@ def index_panels(
                        f"<table><thead><tr><th>variant</th>{head}</tr></thead><tbody>{''.join(rows)}"
                        f"<tr><td>variants sent</td>{used}</tr><tr><td>emails sent</td>{emails}</tr>"
                        f"<tr><td>reward rate (feedback)</td>{rate}</tr></tbody></table>")
+            out.append(_history_html(runs_dir / waves[(c, ws[-1])][0].run_id))
         if c in lifts:
             r, m = lifts[c]
             rows = [("spend", m.spend_rel_lift, *m.spend_rel_ci, m.true_spend_rel_lift),
@@ -163,6 +184,7 @@ def index_panels(
             truth = "" if m.true_spend_rel_lift is None else (
                 f" True lift (synthetic chain): spend {m.true_spend_rel_lift:+.2%}, red tick; "
                 f"{'inside' if m.truth_inside_interval else 'NOT inside'} the intervals.")
+            if m.verdict: out.append(f"<p><b>Verdict: {html.escape(m.verdict.upper())}</b>: {html.escape(m.verdict_reason)}.</p>")
             out.append(f"<p><b>Final lift</b> (run <a href=\"{html.escape(r.run_id)}/report.html\">{html.escape(r.run_id)}</a>, wave {m.wave}): "
                        f"spend {m.spend_rel_lift:+.2%} (95% interval {m.spend_rel_ci[0]:+.2%} to {m.spend_rel_ci[1]:+.2%}), "
                        f"visits {m.visits_rel_lift:+.2%}.{truth}</p>{_forest_svg(rows)}")

@@ -26,14 +26,15 @@ from .settings import Settings
 from .variants import campaign_rules
 
 # %% auto #0
-__all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE', 'Reader', 'Tables', 'EngineError', 'Engine',
-           'resolve_engine', 'open_engine', 'Audience', 'latest_segmenter', 'taken_this_wave', 'programme_holdout',
-           'unsubscribed', 'build_audience', 'prior_wave', 'Wave', 'campaign_arms', 'guardrail_counts',
-           'guardrail_status', 'guard_arms', 'assign_wave', 'unanswered', 'PolarsEngine', 'VariantShare', 'send_list',
-           'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics', 'reward_per_send',
-           'value_over_uniform', 'bandit_history', 'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows',
-           'feedback_policy', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions', 'fold_feedback',
-           'attribute_orders', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
+__all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE', 'HISTORY_FILE', 'LEADERBOARD_FILE', 'Reader',
+           'Tables', 'EngineError', 'Engine', 'resolve_engine', 'open_engine', 'Audience', 'latest_segmenter',
+           'taken_this_wave', 'programme_holdout', 'unsubscribed', 'build_audience', 'prior_wave', 'Wave',
+           'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'assign_wave', 'unanswered',
+           'PolarsEngine', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation', 'read_allocation',
+           'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'bandit_history', 'leaderboard',
+           'WaveRows', 'triggered_rows', 'wave_rows', 'feedback_policy', 'Feedback', 'FeedbackError', 'check_batch',
+           'contradictions', 'fold_feedback', 'attribute_orders', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation',
+           'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -356,6 +357,8 @@ class PolarsEngine:
 
 # %% ../../nbs/35_waves.ipynb #321ab429
 ALLOCATION_FILE = "allocation.json"   # the allocation record in a wave's run folder
+HISTORY_FILE = "bandit_history.csv"   # `bandit_history` up to the wave, in its run folder
+LEADERBOARD_FILE = "leaderboard.csv"  # `leaderboard` before the wave, in its run folder
 
 class VariantShare(NamedTuple):
     "One variant's share of a wave's emails."
