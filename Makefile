@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 N      ?= 200000
 WAVES  ?= 3
+PROGRAMME ?= 0.05   # the demo's programme holdout (setting programme_holdout): kept out of every campaign, measured at the end
 
 .PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser serve
 
@@ -28,10 +29,10 @@ install: $(STAMP)
 # the main job: the whole campaign cycle through files. The synthetic world (world/) drops a chain's exports into inbox/;
 # the cycle ingests them, validates, segments, builds two campaigns' variants, and per wave assigns, exports send files to
 # outbox/ and waits; the world's CRM answers with events files and its chain with new orders, week by week on a pinned clock;
-# feedback, and finally lift from the orders. Resumable: rerun it to continue after a failure.
+# feedback, and finally lift from the orders and the programme's lift. Resumable: rerun it to continue after a failure.
 demo: $(STAMP)
 	$(BIN)/campaign-lab init
-	$(BIN)/campaign-lab-world demo --campaign campaigns/win_back.yaml --campaign campaigns/spring.yaml --waves $(WAVES) --n-customers $(N)
+	CAMPAIGN_LAB_PROGRAMME_HOLDOUT=$(PROGRAMME) $(BIN)/campaign-lab-world demo --campaign campaigns/win_back.yaml --campaign campaigns/spring.yaml --waves $(WAVES) --n-customers $(N)
 	@echo; echo "Reviewer's index: $(CURDIR)/runs/index.html"
 
 # src/ must be exactly what nbdev-export writes and notebooks must be clean; checked in a scratch
