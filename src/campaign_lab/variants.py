@@ -472,7 +472,9 @@ def campaign_row(spec: CampaignSpec) -> pl.DataFrame:
     "The campaign's row of the `campaigns` table: its declared guardrails and decision as JSON, for the wave, the lift and the service."
     return pl.DataFrame({"campaign_id": [spec.campaign_id], "name": [spec.name], "priority": [spec.priority],
                          "guardrails": [json.dumps([g._asdict() for g in spec.guardrails])],
-                         "decision": [json.dumps(spec.decision._asdict())], "spec": [str(spec.source)]}, schema=TABLES["campaigns"].schema)
+                         "decision": [json.dumps(spec.decision._asdict())],
+                         "spec": [Path(spec.source).name]},   # the file's name, not its path: the same spec gives the same bytes in any folder
+                        schema=TABLES["campaigns"].schema)
 
 # %% ../../nbs/20_variants.ipynb #0d17d67e
 class CampaignRules(NamedTuple):
