@@ -453,14 +453,16 @@ def value_over_uniform(
     k = arms.group_by("segment").agg(k=pl.len())
     d = (rows.filter(arm="treatment").join(rewards, on=["wave", "customer_id"]).join(k, on="segment")
          .with_columns(w=(1.0 / pl.col("k")) / (pl.col("propensity") / (1.0 - holdout))))
-    if d.is_empty(): return {"sends": 0, "waves": 0, "bandit": None, "uniform": None, "gain": None, "gain_low": None, "gain_high": None, "gain_rel": None}
+    if d.is_empty(): return {"sends": 0, "waves": 0, "bandit": None, "uniform": None, "gain": None, "gain_low": None, "gain_high": None,
+                             "gain_rel": None, "equal": False}
     r, w = d["reward"].to_numpy(), d["w"].to_numpy()
     diff = r * (1.0 - w)
     se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
     z = float(stats.norm.ppf(1 - alpha / 2))
     bandit, uniform, gain = float(r.mean()), float((r * w).mean()), float(diff.mean())
     return {"sends": len(r), "waves": d["wave"].n_unique(), "bandit": bandit, "uniform": uniform, "gain": gain,
-            "gain_low": gain - z * se, "gain_high": gain + z * se, "gain_rel": gain / uniform if uniform > 0 else None}
+            "gain_low": gain - z * se, "gain_high": gain + z * se, "gain_rel": gain / uniform if uniform > 0 else None,
+            "equal": bool(np.allclose(w, 1.0))}   # the waves judged were allocated equally (a first wave, from the prior): nothing to compare
 
 # %% ../../nbs/35_waves.ipynb #8955334b
 def bandit_history(
