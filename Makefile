@@ -85,6 +85,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/lift.py
 	$(BIN)/python benchmarks/cycle.py
 	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/guardrails.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/steps.py
 	$(BIN)/python benchmarks/spark.py

@@ -83,6 +83,9 @@ def test_spark_pipelines_give_the_polars_answers(pair):
         world_answers(root, dt.datetime.fromisoformat(ANSWERED))      # the CRM's events files, through the inbox
         ok(cli(root, *feedback_args(root, "win_back"), "-p", "engine=polars", at=ANSWERED))
         ok(cli(root, *feedback_args(root, "spring_menu"), "-p", f"engine={engine}", at=ANSWERED))
+        # wave 1 after the feedback: the customers the CRM reported unsubscribing are left out on both engines
+        ok(cli(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=1", "-p", "engine=polars", at=ANSWERED))
+        ok(cli(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=1", "-p", f"engine={engine}", at=ANSWERED))
     same = lambda t, drop, keys: read_table(a / "lake", t).drop(drop).sort(keys).equals(read_table(b / "lake", t).drop(drop).sort(keys))
     assert same("segments", "assigned_at", "customer_id")                              # the same segment labels
     pa, pb = (read_table(r / "lake", "segment_profiles") for r in (a, b))
@@ -99,7 +102,14 @@ def test_spark_pipelines_give_the_polars_answers(pair):
     assert same("bandit_seen", [], ["campaign_id", "event_id"])
     manifests = [json.loads(p.read_text()) for p in (b / "runs").glob("*/manifest.json")]
     manifests = [m for m in manifests if m["metrics"].get("engine") == "spark"]
-    assert sorted(m["pipeline"] for m in manifests) == ["feedback", "segment_apply", "wave"]
+    assert sorted(m["pipeline"] for m in manifests) == ["feedback", "segment_apply", "wave", "wave"]
+    gone = read_table(b / "lake", "events").filter(pl.col("event_type").cast(pl.String).is_in(["unsubscribe", "complaint"]), campaign_id="spring_menu")
+    w1 = read_table(b / "lake", "assignments").filter(wave=1)
+    assert gone.height and w1.height and w1.join(gone.select("customer_id"), on="customer_id", how="semi").is_empty()
+    import nbformat
+    noise = [(p.parent.name, o.get("text", "")[:200]) for p in sorted((b / "runs").glob("*/report.ipynb"))
+             for c in nbformat.read(p, 4).cells for o in c.get("outputs", []) if o.output_type == "stream" and o.name == "stderr"]
+    assert noise == [], noise                                                          # no JVM or PySpark warning in a Spark run's report
     spark_checks = [c for m in manifests for c in m["contracts"] if c["source"].endswith("(spark)")]
     assert spark_checks and all(c["success"] for c in spark_checks)                    # inputs were checked on Spark
 

@@ -703,6 +703,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'campaign_lab.waves.resolve_engine': ('waves.html#resolve_engine', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.reward_per_send': ('waves.html#reward_per_send', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.send_list': ('waves.html#send_list', 'campaign_lab/waves.py'),
+                                    'campaign_lab.waves.stopped_by_wave': ('waves.html#stopped_by_wave', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.taken_this_wave': ('waves.html#taken_this_wave', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.triggered_rows': ('waves.html#triggered_rows', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.unanswered': ('waves.html#unanswered', 'campaign_lab/waves.py'),

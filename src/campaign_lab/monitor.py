@@ -101,13 +101,23 @@ def _history_html(run: Path) -> str:
     rows = []
     for (seg,), g in h.sort("segment", "wave").group_by("segment", maintain_order=True):
         by = {r["wave"]: r for r in g.iter_rows(named=True)}
-        cells = "".join(f"<td>{by[w]['p_best']:.1%} / {by[w]['leader_share']:.1%}</td>" if w in by else "<td></td>" for w in ws)
+        cells = "".join(("<td>all equal</td>" if by[w]["leader_share"] is None else f"<td>{by[w]['p_best']:.1%} / {by[w]['leader_share']:.1%}</td>")
+                        if w in by else "<td></td>" for w in ws)
         rows.append(f"<tr><td>segment {seg}</td>{cells}</tr>")
-    board = (f' The <a href="{html.escape(run.name)}/{LEADERBOARD_FILE}">leaderboard</a> (every variant, credible intervals, sends so far; '
-             '"no sends yet" for untried ones).' if (run / LEADERBOARD_FILE).is_file() else "")
+    board, top = "", ""
+    if (run / LEADERBOARD_FILE).is_file():
+        lb = pl.read_csv(run / LEADERBOARD_FILE, schema_overrides={"rate": pl.Float64, "rate_low": pl.Float64, "rate_high": pl.Float64})
+        board = (f' The whole <a href="{html.escape(run.name)}/{LEADERBOARD_FILE}">leaderboard</a> has every variant ({lb.height}, of which '
+                 f'{lb.filter(pl.col("sends") == 0).height} with no sends yet).')
+        cells = lambda r: ("<td>no sends yet</td>" if r["rate"] is None else
+                           f"<td>{r['rate']:.2%} ({r['rate_low']:.2%} to {r['rate_high']:.2%})</td>") + f"<td>{r['sends']:,}</td>"
+        top = ("<p><b>Leaderboard</b>: the five variants with the highest conversion rate so far, pooled over segments (95% credible interval).</p>"
+               "<table><thead><tr><th>variant</th><th>rate so far</th><th>sends</th></tr></thead><tbody>"
+               + "".join(f"<tr><td><code>{html.escape(str(r['variant_id']))}</code> {html.escape(str(r['label'] or ''))}</td>{cells(r)}</tr>"
+                         for r in lb.head(5).iter_rows(named=True)) + "</tbody></table>")
     return (f"<p><b>The bandit over time</b>: per segment, the leading variant's probability of being best / its share of the "
             f"segment's emails.{board}</p><table><thead><tr><th>segment</th>{''.join(f'<th>wave {w}</th>' for w in ws)}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+            f"<tbody>{''.join(rows)}</tbody></table>{top}")
 
 # %% ../../nbs/54_monitor.ipynb #eda15a37
 def _latest_by(runs: list[RunRecord], pipeline: str, kind, key) -> dict:

@@ -31,10 +31,10 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'taken_this_wave', 'programme_holdout', 'unsubscribed', 'build_audience', 'prior_wave', 'Wave',
            'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'assign_wave', 'unanswered',
            'PolarsEngine', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation', 'read_allocation',
-           'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'bandit_history', 'leaderboard',
-           'WaveRows', 'triggered_rows', 'wave_rows', 'feedback_policy', 'Feedback', 'FeedbackError', 'check_batch',
-           'contradictions', 'fold_feedback', 'attribute_orders', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation',
-           'apply_segmenter']
+           'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history',
+           'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'feedback_policy', 'Feedback', 'FeedbackError',
+           'check_batch', 'contradictions', 'fold_feedback', 'attribute_orders', 'FeedbackMetrics', 'feedback_metrics',
+           'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -464,23 +464,40 @@ def value_over_uniform(
             "gain_low": gain - z * se, "gain_high": gain + z * se, "gain_rel": gain / uniform if uniform > 0 else None,
             "equal": bool(np.allclose(w, 1.0))}   # the waves judged were allocated equally (a first wave, from the prior): nothing to compare
 
+# %% ../../nbs/35_waves.ipynb #eabd825e
+def stopped_by_wave(
+    events,                      # the lake's events (a DataFrame or a LazyFrame scan), or None
+    campaign_id: str,
+    guardrails: tuple,           # the campaign's `variants.Guardrail`s
+    waves: list[int],
+) -> dict:                       # wave -> sorted variants a guardrail stopped before it
+    "The variants each wave's guardrails stopped, from the events of the waves before it (as the lake holds them now)."
+    if events is None or not guardrails: return {w: [] for w in waves}
+    ev = events.lazy()
+    return {w: sorted(guardrail_status(guardrail_counts(ev.filter(pl.col("wave") < w), campaign_id), guardrails)
+                      .filter("breached")["variant_id"].unique().to_list()) for w in waves}
+
 # %% ../../nbs/35_waves.ipynb #8955334b
 def bandit_history(
     states: pl.DataFrame,        # the bandit_state rows of one campaign (every version)
     rows: pl.DataFrame,          # the campaign's assignment rows (every wave)
+    stopped: dict | None = None,  # wave -> variants a guardrail had stopped when it was assigned (`stopped_by_wave`): not candidates
 ) -> pl.DataFrame:               # wave, segment, state_version, leader, p_best, leader_share, sends
-    "Per wave and segment: the variant most likely best in the state the wave was drawn from, that probability, and the share of emails it got."
+    "Per wave and segment: the variant most likely best in the state the wave was drawn from (none while all are equal), that probability, and the share of emails it got."
     out = []
     treated = rows.filter(arm="treatment")
     for (w, v), g in treated.group_by("wave", "state_version", maintain_order=True):
         st = states.filter(version=v)
+        if stopped and stopped.get(int(w)): st = st.filter(~pl.col("variant_id").is_in(list(stopped[int(w)])))
         if st.is_empty(): continue
         for (seg,), s in st.sort("segment", "variant_id").group_by("segment", maintain_order=True):
             pb = prob_best_beta(s["alpha"].to_numpy(), s["beta"].to_numpy())
             lead = int(np.argmax(pb))
             sent = g.filter(segment=seg)
-            out.append({"wave": int(w), "segment": int(seg), "state_version": int(v), "leader": s["variant_id"][lead], "p_best": float(pb[lead]),
-                        "leader_share": float((sent["variant_id"] == s["variant_id"][lead]).mean()) if sent.height else 0.0, "sends": sent.height})
+            tie = len(pb) > 1 and bool(np.ptp(pb) < 1e-12)   # every arm equally likely (the prior): no leader yet
+            out.append({"wave": int(w), "segment": int(seg), "state_version": int(v), "leader": None if tie else s["variant_id"][lead],
+                        "p_best": float(pb[lead]), "leader_share": None if tie else (float((sent["variant_id"] == s["variant_id"][lead]).mean()) if sent.height else 0.0),
+                        "sends": sent.height})
     schema = {"wave": pl.Int32, "segment": pl.Int16, "state_version": pl.Int64, "leader": pl.String, "p_best": pl.Float64,
               "leader_share": pl.Float64, "sends": pl.Int64}
     return pl.DataFrame(out, schema=schema).sort("wave", "segment")
@@ -491,6 +508,7 @@ def leaderboard(
     variants: pl.DataFrame,      # the campaign's variants (tonality, offer_type, offer_value, subject)
     *,
     alpha: float = 0.05,
+    stopped: tuple = (),         # variants a guardrail stopped: their status says so
 ) -> pl.DataFrame:               # variant_id, label, sends, conversions, rate, rate_low, rate_high, status
     "The campaign's variants by posterior conversion rate pooled over segments, with credible intervals and sends; untried ones say 'no sends yet'."
     t = state.table.group_by("variant_id").agg(sends=pl.col("n").sum(), conversions=pl.col("successes").sum())
@@ -499,7 +517,9 @@ def leaderboard(
     nan = np.full(len(a), np.nan)
     t = t.with_columns(rate=pl.Series(np.where(tried, a / (a + b), nan)), rate_low=pl.Series(np.where(tried, special.betaincinv(a, b, alpha / 2), nan)),
                        rate_high=pl.Series(np.where(tried, special.betaincinv(a, b, 1 - alpha / 2), nan))).with_columns(
-        pl.col("rate", "rate_low", "rate_high").fill_nan(None), status=pl.when(pl.col("sends") > 0).then(pl.lit("")).otherwise(pl.lit("no sends yet")))
+        pl.col("rate", "rate_low", "rate_high").fill_nan(None),
+        status=pl.when(pl.col("variant_id").is_in(list(stopped))).then(pl.lit("stopped by a guardrail"))
+                 .when(pl.col("sends") > 0).then(pl.lit("")).otherwise(pl.lit("no sends yet")))
     label = variants.select("variant_id", label=pl.concat_str("tonality", pl.lit(" / "), "offer_type", pl.lit(" "),
                                                               pl.col("offer_value").cast(pl.String), pl.lit(" / "), "subject_template"))
     return (t.join(label, on="variant_id", how="left").sort(pl.col("rate").fill_null(-1.0), "sends", descending=True)
