@@ -434,7 +434,7 @@ def reward_per_send(
     reward: str,             # conversion, click, open (success per send) or revenue
 ) -> pl.DataFrame:           # wave, customer_id, reward: every send of the campaign with what it earned
     "Each send's reward, from the events: 1 when the reward event followed it (or the revenue of its conversions), else 0."
-    ev = events.lazy().filter(campaign_id=campaign_id).with_columns(kind=pl.col("event_type").cast(pl.String))
+    ev = events.lazy().filter(campaign_id=campaign_id).with_columns(kind=pl.col("event_type"))   # compared as stored (an Enum): no cast
     sends = ev.filter(kind="send").select("wave", "customer_id").unique()
     got = (ev.filter(kind="conversion").group_by("wave", "customer_id").agg(reward=pl.col("revenue").sum()) if reward == "revenue" else
            ev.filter(kind=reward).select("wave", "customer_id").unique().with_columns(reward=pl.lit(1.0)))
@@ -448,10 +448,13 @@ def value_over_uniform(
     *,
     holdout: float,              # the holdout share the waves were assigned with (propensities include it)
     alpha: float = 0.05,
-) -> dict:                       # sends, waves, bandit, uniform, gain, gain_low, gain_high, gain_rel
+    stopped: dict | None = None,  # wave -> variants a guardrail had stopped (`stopped_by_wave`): equal allocation is over the variants on offer
+) -> dict:                       # sends, waves, bandit, uniform, gain, gain_low, gain_high, gain_rel, equal
     "Reward per send of the bandit's allocation against equal allocation on the same customers (inverse propensity weighting)."
-    k = arms.group_by("segment").agg(k=pl.len())
-    d = (rows.filter(arm="treatment").join(rewards, on=["wave", "customer_id"]).join(k, on="segment")
+    waves_ = rows["wave"].unique().to_list()
+    k = pl.concat([arms.filter(~pl.col("variant_id").is_in(list((stopped or {}).get(w, [])))).group_by("segment").agg(k=pl.len())
+                   .with_columns(wave=pl.lit(w, rows["wave"].dtype)) for w in waves_]) if waves_ else arms.group_by("segment").agg(k=pl.len())
+    d = (rows.filter(arm="treatment").join(rewards, on=["wave", "customer_id"]).join(k, on=["wave", "segment"] if waves_ else "segment")
          .with_columns(w=(1.0 / pl.col("k")) / (pl.col("propensity") / (1.0 - holdout))))
     if d.is_empty(): return {"sends": 0, "waves": 0, "bandit": None, "uniform": None, "gain": None, "gain_low": None, "gain_high": None,
                              "gain_rel": None, "equal": False}
