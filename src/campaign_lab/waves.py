@@ -244,15 +244,19 @@ def campaign_arms(reader: Reader, campaign_id: str) -> pl.DataFrame:
 def guardrail_counts(
     events,                   # the lake's events (a DataFrame or a LazyFrame scan), or None
     campaign_id: str,
-) -> pl.DataFrame:            # variant_id, sends, unsubscribe, complaint
+    *,
+    by_wave: bool = False,    # one row per (wave, variant) instead of per variant
+) -> pl.DataFrame:            # [wave,] variant_id, sends, unsubscribe, complaint
     "A campaign's sends, unsubscribes and spam complaints per variant, from the events table (a scan of three columns)."
-    schema = {"variant_id": pl.String, "sends": pl.Int64, "unsubscribe": pl.Int64, "complaint": pl.Int64}
+    keys = ["wave", "variant_id"] if by_wave else ["variant_id"]
+    schema = {"wave": pl.Int32, "variant_id": pl.String, "sends": pl.Int64, "unsubscribe": pl.Int64, "complaint": pl.Int64}
+    schema = {k: v for k, v in schema.items() if k != "wave" or by_wave}
     if events is None: return pl.DataFrame(schema=schema)
     kind = pl.col("event_type")   # compared as it is stored (an Enum in the lake): a cast to strings would triple the scan's time
     return (events.lazy().filter((pl.col("campaign_id") == campaign_id) & kind.is_in(["send", "unsubscribe", "complaint"]))
-            .group_by("variant_id").agg(sends=(kind == "send").sum().cast(pl.Int64), unsubscribe=(kind == "unsubscribe").sum().cast(pl.Int64),
+            .group_by(keys).agg(sends=(kind == "send").sum().cast(pl.Int64), unsubscribe=(kind == "unsubscribe").sum().cast(pl.Int64),
                                         complaint=(kind == "complaint").sum().cast(pl.Int64))
-            .sort("variant_id").collect().select(list(schema)))
+            .sort(keys).collect().select(list(schema)))
 
 # %% ../../nbs/35_waves.ipynb #ebefc374
 GUARDRAIL_SCHEMA = {"variant_id": pl.String, "metric": pl.String, "sends": pl.Int64, "events": pl.Int64, "rate_per_1000": pl.Float64,
@@ -474,11 +478,11 @@ def stopped_by_wave(
     guardrails: tuple,           # the campaign's `variants.Guardrail`s
     waves: list[int],
 ) -> dict:                       # wave -> sorted variants a guardrail stopped before it
-    "The variants each wave's guardrails stopped, from the events of the waves before it (as the lake holds them now)."
+    "The variants each wave's guardrails stopped, from the events of the waves before it (as the lake holds them now): one scan."
     if events is None or not guardrails: return {w: [] for w in waves}
-    ev = events.lazy()
-    return {w: sorted(guardrail_status(guardrail_counts(ev.filter(pl.col("wave") < w), campaign_id), guardrails)
-                      .filter("breached")["variant_id"].unique().to_list()) for w in waves}
+    per = guardrail_counts(events, campaign_id, by_wave=True)
+    before = lambda w: per.filter(pl.col("wave") < w).group_by("variant_id").agg(pl.col("sends", "unsubscribe", "complaint").sum()).sort("variant_id")
+    return {w: sorted(guardrail_status(before(w), guardrails).filter("breached")["variant_id"].unique().to_list()) for w in waves}
 
 # %% ../../nbs/35_waves.ipynb #8955334b
 def bandit_history(
