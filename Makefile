@@ -18,10 +18,10 @@ help:
 	@echo "make bench       benchmarks (generation, contracts, bandit, segments, lift, the 12M wave, step overhead, Spark)"
 	@echo "make export      nbdev-export and nbdev-clean after editing notebooks"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,spark,serve]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark,serve,lab]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -72,9 +72,12 @@ export: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/campaign-lab serve $(if $(TOKENS),--tokens $(TOKENS))
 
+# JupyterLab on loopback. As root (a container, this kind of machine) Jupyter refuses to start without --allow-root;
+# LAB_PORT picks the port, LAB_ARGS adds options (e.g. --no-browser --IdentityProvider.token=...)
+LAB_PORT ?= 8888
 lab: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
-	$(BIN)/jupyter lab --notebook-dir=. --ServerApp.ip=127.0.0.1
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
