@@ -7,7 +7,7 @@ N      ?= 200000
 WAVES  ?= 3
 PROGRAMME ?= 0.05   # the demo's programme holdout (setting programme_holdout): kept out of every campaign, measured at the end
 
-.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser serve
+.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser serve airflow
 
 help:
 	@echo "make demo        set up .venv; the campaign cycle through files: a synthetic chain (N=$(N)) and its CRM answer $(WAVES) waves of two campaigns; lift; prints runs/index.html"
@@ -17,6 +17,7 @@ help:
 	@echo "make serve       the decision service for triggered emails on 127.0.0.1:8780 (TOKENS=file of bearer tokens, or the serve_tokens_file setting)"
 	@echo "make bench       benchmarks (generation, contracts, bandit, segments, lift, the 12M wave, step overhead, Spark)"
 	@echo "make export      nbdev-export and nbdev-clean after editing notebooks"
+	@echo "make airflow     Apache Airflow (3.3, standard and cncf.kubernetes providers) in its own venv, .airflow-venv, for the DAGs in scheduling/"
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +64,17 @@ test-fast: $(STAMP) browser
 test-slow: $(STAMP) browser
 	$(BIN)/nbdev-test --flags slow --file-re "60_spark"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow
+
+# Airflow in a virtual environment of its own: it pins many packages, which must not meet the project's .venv. The DAGs
+# call the project's CLI (.venv/bin/campaign-lab), so the Airflow venv holds Airflow and its providers only.
+AIRFLOW_VENV  := .airflow-venv
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
+$(AIRFLOW_STAMP): scheduling/airflow-requirements.txt scheduling/airflow-constraints.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r scheduling/airflow-requirements.txt -c scheduling/airflow-constraints.txt
+	touch $(AIRFLOW_STAMP)
+airflow: $(AIRFLOW_STAMP)
 
 export: $(STAMP)
 	$(BIN)/nbdev-export

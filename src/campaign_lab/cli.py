@@ -61,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("files", nargs="+", metavar="FILE", help="a .csv or .parquet export; several are one ingest")
     ing.add_argument("--mapping", metavar="FILE", help="YAML mapping of the export's columns and formats (see the README)")
     ing.add_argument("--quarantine", action="store_true", help="set rows that break the contract aside instead of failing")
+    ibx = sub.add_parser("ingest-inbox", help="ingest every export in the inbox not ingested yet (customers first), as the cycle does first")
+    ibx.add_argument("--inbox", metavar="DIR", help="the chain's drop folder: customers/, orders/ (default: the inbox_dir setting)")
+    rdy = sub.add_parser("ready", help="for a scheduler's sensor: exit 0 when what a step waits for is there, 3 while it is not")
+    rdy.add_argument("what", choices=["events", "orders", "segmenter"],
+                     help="events: a wave's events file in the inbox; orders: the lake's orders cover a wave's lift window; segmenter: a champion segmenter")
+    rdy.add_argument("campaign", nargs="?", help="campaign id (events); campaign ids, comma-separated (orders)")
+    rdy.add_argument("wave", nargs="?", type=int, help="the wave (events, orders)")
+    rdy.add_argument("--inbox", metavar="DIR", help="the inbox (default: the inbox_dir setting)")
+    rdy.add_argument("--ingest", action="store_true", help="orders: first ingest what is new in the inbox (ingest-inbox), then look")
     exp = sub.add_parser("export", help="write an assigned wave's send files for the CRM (braze-csv, cdi, api-batches, csv)")
     exp.add_argument("campaign", help="campaign id"); exp.add_argument("wave", type=int, help="the assigned wave")
     exp.add_argument("--format", action="append", default=[], metavar="F", help="braze-csv, cdi, api-batches or csv; repeatable (default: the export_formats setting)")
@@ -227,6 +236,39 @@ def _cmd_cycle(settings, args, out) -> int:
     print(f"index:  {settings.runs_dir / 'index.html'}", file=out)
     return m["exit_code"]
 
+def _inbox(settings, arg) -> Path:
+    return settings.inbox if not arg else (Path(arg) if Path(arg).is_absolute() else settings.root / arg)
+
+def _cmd_ingest_inbox(settings, args, out) -> int:
+    from campaign_lab.cycle import ingest_inbox
+    done = ingest_inbox(settings.root, _inbox(settings, args.inbox), echo=lambda line: print(line, file=out, flush=True))
+    new, failed = sum(d["outcome"] == "ingested" for d in done), [d for d in done if d["outcome"] == "failed"]
+    print(f"inbox {_inbox(settings, args.inbox)}: {new} file(s) ingested, {sum(d['outcome'] == 'already ingested' for d in done)} ingested before"
+          + (f", {failed[0]['file']} failed (run {failed[0]['run_id']}): nothing after it was ingested" if failed else ""), file=out)
+    return 1 if failed else 0
+
+def _cmd_ready(settings, args, out) -> int:
+    from campaign_lab.cycle import _champion_segmenter, _lift_window_end, events_file, orders_waiting
+    if args.what == "segmenter":
+        ok = _champion_segmenter(settings)
+        print("a champion segmenter is promoted" if ok else "no segmenter is promoted as champion yet", file=out)
+        return 0 if ok else 3
+    if args.campaign is None or args.wave is None: raise UsageError(f"ready {args.what} takes a campaign id and a wave")
+    if args.what == "events":
+        path = events_file(_inbox(settings, args.inbox) / "events", args.campaign, args.wave)
+        print(f"events of wave {args.wave} of {args.campaign}: {path if path else 'not arrived yet in ' + str(_inbox(settings, args.inbox) / 'events')}", file=out)
+        return 0 if path else 3
+    if args.ingest and _cmd_ingest_inbox(settings, args, out): return 1
+    window = int(notebook_parameters(pipeline_path(settings, "lift"))["window_days"].default)
+    waiting = []
+    for c in args.campaign.split(","):
+        if _lift_window_end(settings, c, args.wave, window)[0] is None:
+            raise UsageError(f"campaign {c} has no wave {args.wave} assigned in the lake (or no orders): no lift window to wait for")
+        wait = orders_waiting(settings, c, args.wave, window)
+        print(f"orders: {'waiting: ' + wait.reason if wait else f'they cover the lift window of wave {args.wave} of {c}'}", file=out)
+        waiting.append(wait)
+    return 3 if any(waiting) else 0
+
 def _cmd_serve(settings, args, out) -> int:
     tokens = Path(args.tokens).expanduser() if args.tokens else settings.serve_tokens
     if tokens is None or not tokens.is_file():
@@ -290,7 +332,8 @@ def main(
         check_folders(settings)
         cmd = {"run": _cmd_run, "pipelines": _cmd_pipelines, "runs": _cmd_runs, "lake": _cmd_lake,
                "validate": _cmd_validate, "promote": _cmd_promote, "cycle": _cmd_cycle, "alerts": _cmd_alerts,
-               "ingest": _cmd_ingest, "export": _cmd_export, "serve": _cmd_serve}[args.command]
+               "ingest": _cmd_ingest, "export": _cmd_export, "serve": _cmd_serve,
+               "ingest-inbox": _cmd_ingest_inbox, "ready": _cmd_ready}[args.command]
         return cmd(settings, args, out)
     except (UsageError, InputError, PipelineError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

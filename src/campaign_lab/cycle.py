@@ -23,7 +23,8 @@ from .settings import load_settings
 from .variants import load_spec
 
 # %% auto #0
-__all__ = ['ONCE', 'Step', 'previous_run', 'events_file', 'ingest_steps', 'plan', 'run_cycle']
+__all__ = ['ONCE', 'Step', 'previous_run', 'events_file', 'ingest_steps', 'ingest_inbox', 'plan', 'OrdersWait', 'orders_waiting',
+           'run_cycle']
 
 # %% ../../nbs/57_cycle.ipynb #d49f15d9
 class Step(NamedTuple):
@@ -86,6 +87,30 @@ def ingest_steps(inbox: Path) -> list[Step]:
         steps += [Step("ingest", {"table": table, "paths": [str(p)], "mapping": _mapping(folder)}) for p in files]
     return steps
 
+# %% ../../nbs/57_cycle.ipynb #91cedf87
+def ingest_inbox(
+    root: str | Path | None = None,
+    inbox: str | Path | None = None,   # the inbox_dir setting when None
+    *,
+    echo=print,
+) -> list[dict]:                       # per file: file, table, outcome (ingested, already ingested, failed) and run_id
+    "Ingest every export file in the inbox that no earlier run ingested with its present content; stop at the first failure."
+    settings = load_settings(root)
+    box = settings.inbox if inbox is None else (Path(inbox) if Path(inbox).is_absolute() else settings.root / inbox)
+    defaults = {k: p.default for k, p in notebook_parameters(pipeline_path(settings, "ingest")).items()}
+    done = []
+    for step in ingest_steps(box):
+        row = {"file": step.params["paths"][0], "table": step.params["table"]}
+        earlier = previous_run(settings, step, defaults)
+        if earlier is not None:
+            done.append(row | {"outcome": "already ingested", "run_id": earlier.run_id})
+            continue
+        res = execute("ingest", step.params, root=settings.root)
+        done.append(row | {"outcome": "ingested" if res.ok else "failed", "run_id": res.run_id})
+        echo(f"ingest {row['table']} {row['file']}: {res.status} ({res.run_id})")
+        if not res.ok: break
+    return done
+
 # %% ../../nbs/57_cycle.ipynb #da7c316b
 def plan(
     specs: list[Path],          # campaign spec files
@@ -115,6 +140,34 @@ def plan(
     steps += [Step("lift", {"campaign_id": s.campaign_id, "wave": waves - 1}) for s in campaigns]
     return steps + ([Step("programme", {})] if programme else [])
 
+# %% ../../nbs/57_cycle.ipynb #be0d4158
+class OrdersWait(NamedTuple):
+    "Why a wave's lift must wait for orders."
+    until: dt.datetime           # when the lift window ends
+    last: dt.datetime | None     # the latest order in the lake
+    reason: str                  # in words
+
+def _lift_window_end(settings, campaign_id: str, wave: int, window_days: int) -> tuple[dt.datetime | None, dt.datetime | None]:
+    "When the lift window of a wave ends, and the latest order in the lake (None when there is none)."
+    if not table_versions(settings.lake_dir, "assignments") or not table_versions(settings.lake_dir, "transactions"): return None, None
+    sent = (read_table(settings.lake_dir, "assignments", lazy=True).filter(campaign_id=campaign_id, wave=wave)
+            .select(pl.col("assigned_at").min()).collect().item())
+    last = read_table(settings.lake_dir, "transactions", lazy=True).select(pl.col("ordered_at").max()).collect().item()
+    return (None if sent is None else sent + dt.timedelta(days=window_days)), last
+
+def orders_waiting(
+    settings,
+    campaign_id: str,
+    wave: int,
+    window_days: int | None = None,   # the lift window; the lift pipeline's default when None
+) -> OrdersWait | None:
+    "What a wave's lift waits for (its window not yet covered by the lake's orders), or None when it need not wait (or cannot tell: no such wave)."
+    if window_days is None: window_days = int(notebook_parameters(pipeline_path(settings, "lift"))["window_days"].default)
+    end, last = _lift_window_end(settings, campaign_id, wave, window_days)
+    if end is None or (last is not None and last >= end - dt.timedelta(days=1)): return None
+    return OrdersWait(end, last, f"the lift window of wave {wave} of {campaign_id} ends {end:%Y-%m-%d %H:%M}, "
+                                 f"the orders in the lake reach {last or 'nothing'}")
+
 # %% ../../nbs/57_cycle.ipynb #4108fab8
 _EXIT = {"succeeded": 0, "failed": 1, "blocked": 1, "waiting": 3}
 
@@ -133,14 +186,6 @@ def _write_parent(parent: Path, manifest: dict):
 
 def _champion_segmenter(settings) -> bool:
     return alias_entry(settings.runs_dir, "segmenter", "champion") is not None
-
-def _lift_window_end(settings, campaign_id: str, wave: int, window_days: int) -> tuple[dt.datetime | None, dt.datetime | None]:
-    "When the lift window of a wave ends, and the latest order in the lake (None when there is none)."
-    if not table_versions(settings.lake_dir, "assignments") or not table_versions(settings.lake_dir, "transactions"): return None, None
-    sent = (read_table(settings.lake_dir, "assignments", lazy=True).filter(campaign_id=campaign_id, wave=wave)
-            .select(pl.col("assigned_at").min()).collect().item())
-    last = read_table(settings.lake_dir, "transactions", lazy=True).select(pl.col("ordered_at").max()).collect().item()
-    return (None if sent is None else sent + dt.timedelta(days=window_days)), last
 
 def run_cycle(
     specs: list[str | Path],     # campaign spec files
@@ -196,14 +241,12 @@ def run_cycle(
             echo(f"[{number}] feedback {step.params['campaign_id']} wave {step.params['wave']}: waiting for {step.params['events_path']}")
             return "waiting"
         if step.pipeline == "lift":
-            end, last = _lift_window_end(settings, step.params["campaign_id"], step.params["wave"], int(defaults["window_days"]))
-            if end is not None and (last is None or last < end - dt.timedelta(days=1)):
+            wait = orders_waiting(settings, step.params["campaign_id"], step.params["wave"], int(defaults["window_days"]))
+            if wait is not None:
                 manifest["steps"].append({"step": number, "pipeline": "lift", "params": step.params, "run_id": None, "outcome": "waiting for orders"})
-                manifest["stop_reason"] = (f"Waiting for orders: the lift window of wave {step.params['wave']} of {step.params['campaign_id']} "
-                                           f"ends {end:%Y-%m-%d %H:%M}, the orders in the lake reach {last or 'nothing'}. Run the cycle again "
-                                           "when the orders up to then are in the inbox.")
-                manifest["waiting_for"] = {"kind": "orders", "campaign_id": step.params["campaign_id"], "until": end.isoformat()}
-                echo(f"[{number}] lift {step.params['campaign_id']}: waiting for orders up to {end:%Y-%m-%d %H:%M}")
+                manifest["stop_reason"] = (f"Waiting for orders: {wait.reason}. Run the cycle again when the orders up to then are in the inbox.")
+                manifest["waiting_for"] = {"kind": "orders", "campaign_id": step.params["campaign_id"], "until": wait.until.isoformat()}
+                echo(f"[{number}] lift {step.params['campaign_id']}: waiting for orders up to {wait.until:%Y-%m-%d %H:%M}")
                 return "waiting"
         res: RunResult = execute(step.pipeline, step.params, root=settings.root, kernels=pool)
         entry = {"step": number, "pipeline": step.pipeline, "params": step.params, "run_id": res.run_id, "outcome": res.status}

@@ -19,14 +19,19 @@ __all__ = ['CLOCK_ENV', 'STATUSES', 'now', 'new_run_id', 'write_json_atomic', 'M
            'load_manifest']
 
 # %% ../../nbs/00_records.ipynb #ceaf2d65
-CLOCK_ENV = "CAMPAIGN_LAB_CLOCK"   # an ISO time (UTC) that pins `now`: same inputs, seed and clock, same bytes
+CLOCK_ENV = "CAMPAIGN_LAB_CLOCK"   # an ISO time (UTC) that pins `now`, or @FILE: the ISO time written in FILE, read at every call
 
 def now() -> dt.datetime:
     "The current time, UTC, timezone-aware: the one clock of run records and of the tables' time columns."
     pinned = os.environ.get(CLOCK_ENV)
     if not pinned: return dt.datetime.now(dt.timezone.utc)
+    where = f"{CLOCK_ENV}={pinned!r}"
+    if pinned.startswith("@"):   # a simulated clock that another process moves on (a synthetic world under a scheduler)
+        try: pinned = Path(pinned[1:]).read_text().strip()
+        except OSError as e: raise ValueError(f"{where}: cannot read the clock file: {e.strerror}") from None
+        where = f"{where} (the clock file holds {pinned!r})"
     try: t = dt.datetime.fromisoformat(pinned)
-    except ValueError: raise ValueError(f"{CLOCK_ENV}={pinned!r} is not an ISO time (e.g. 2026-11-02T09:00:00)") from None
+    except ValueError: raise ValueError(f"{where} is not an ISO time (e.g. 2026-11-02T09:00:00)") from None
     return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 
 # %% ../../nbs/00_records.ipynb #17e14079
