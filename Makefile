@@ -7,7 +7,7 @@ N      ?= 200000
 WAVES  ?= 3
 PROGRAMME ?= 0.05   # the demo's programme holdout (setting programme_holdout): kept out of every campaign, measured at the end
 
-.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser serve airflow
+.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser serve airflow wheels image image-base container-tools
 
 help:
 	@echo "make demo        set up .venv; the campaign cycle through files: a synthetic chain (N=$(N)) and its CRM answer $(WAVES) waves of two campaigns; lift; prints runs/index.html"
@@ -17,6 +17,7 @@ help:
 	@echo "make serve       the decision service for triggered emails on 127.0.0.1:8780 (TOKENS=file of bearer tokens, or the serve_tokens_file setting)"
 	@echo "make bench       benchmarks (generation, contracts, bandit, segments, lift, the 12M wave, step overhead, Spark)"
 	@echo "make export      nbdev-export and nbdev-clean after editing notebooks"
+	@echo "make image       the container image (Dockerfile) from the project's wheel: CONTAINER=podman|docker, IMAGE=campaign-lab:latest, BASE=python:3.11-slim"
 	@echo "make airflow     Apache Airflow (3.3, standard and cncf.kubernetes providers) in its own venv, .airflow-venv, for the DAGs in scheduling/"
 
 $(STAMP): pyproject.toml Makefile
@@ -56,12 +57,12 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium is not installed: the browser tests will be skipped"
 
-test-fast: $(STAMP) browser
+test-fast: $(STAMP) $(AIRFLOW_STAMP) browser
 	$(BIN)/nbdev-test
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # the long end-to-end checks (about 15 minutes here): notebook cells flagged `#| slow` and tests marked slow; CI runs them too
-test-slow: $(STAMP) browser
+test-slow: $(STAMP) $(AIRFLOW_STAMP) browser
 	$(BIN)/nbdev-test --flags slow --file-re "60_spark"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow
 
@@ -75,6 +76,34 @@ $(AIRFLOW_STAMP): scheduling/airflow-requirements.txt scheduling/airflow-constra
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r scheduling/airflow-requirements.txt -c scheduling/airflow-constraints.txt
 	touch $(AIRFLOW_STAMP)
 airflow: $(AIRFLOW_STAMP)
+
+# the container image: the project's wheel and every wheel it needs, collected here (for any Python 3.11), so that the build
+# itself needs no network; then a build by podman or docker. BASE is the Python base image: python:3.11-slim from a
+# registry, or, where no image registry is reachable, one made from Debian's packages (make image-base).
+CONTAINER       ?= podman
+CONTAINER_FLAGS ?=
+IMAGE           ?= campaign-lab:latest
+BASE            ?= docker.io/library/python:3.11-slim-bookworm
+wheels: $(STAMP)
+	rm -rf dist/wheels
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist/wheels .
+	$(BIN)/python -m pip download --quiet --dest dist/wheels --only-binary=:all: --python-version 3.11 "$$(ls dist/wheels/campaign_lab-*.whl)[serve]"
+
+image: wheels
+	$(CONTAINER) $(CONTAINER_FLAGS) build $(if $(filter podman,$(CONTAINER)),--format docker) --network none \
+	  --build-arg BASE=$(BASE) -t $(IMAGE) -f Dockerfile .
+
+# podman, runc and mmdebstrap from Debian's packages (as root, like the browser target)
+container-tools:
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc mmdebstrap >/dev/null; }
+
+# a Python 3.11 base image from Debian's packages (bookworm: python3, python3-venv), for machines with no image registry
+BASE_LOCAL := localhost/campaign-lab-base:bookworm
+image-base: container-tools
+	@$(CONTAINER) $(CONTAINER_FLAGS) image exists $(BASE_LOCAL) 2>/dev/null || { mkdir -p dist && \
+	  mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates bookworm dist/base-bookworm.tar && \
+	  $(CONTAINER) $(CONTAINER_FLAGS) import dist/base-bookworm.tar $(BASE_LOCAL) && rm dist/base-bookworm.tar; }
 
 export: $(STAMP)
 	$(BIN)/nbdev-export

@@ -1,5 +1,6 @@
 "The campaign-lab command and plain papermill, as a scheduler calls them."
 import json
+import shutil
 import subprocess
 import sys
 
@@ -129,3 +130,36 @@ def test_a_read_only_runs_folder_is_a_clear_error_not_a_traceback(project):
     finally:
         if os.geteuid() == 0: subprocess.run(["umount", str(runs)], capture_output=True)
         else: runs.chmod(0o700)
+
+
+def _cli(root, *args) -> tuple[int, str]:
+    r = cl(*args, root=root)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_ingest_inbox_and_ready_for_a_schedulers_sensors(project):
+    "`ingest-inbox` ingests each new export once and stops at a bad one; `ready` exits 0 when there, 3 while waiting, 2 on bad usage."
+    inbox = project / "inbox"
+    for sub in ("customers", "orders", "events"): (inbox / sub).mkdir(parents=True)
+    code, out = _cli(project, "ingest-inbox")
+    assert code == 0 and "0 file(s) ingested, 0 ingested before" in out
+    shutil.copy(REPO / "examples" / "customers.csv", inbox / "customers" / "customers_20261031.csv")
+    shutil.copy(REPO / "examples" / "transactions.csv", inbox / "orders" / "orders_20261031.csv")
+    code, out = _cli(project, "ingest-inbox")
+    assert code == 0 and "2 file(s) ingested, 0 ingested before" in out, out
+    code, out = _cli(project, "ingest-inbox")
+    assert code == 0 and "0 file(s) ingested, 2 ingested before" in out, out
+    (inbox / "orders" / "orders_20261107.csv").write_text("transaction_id,customer_id,ordered_at,amount\n1,1001,yesterday,3.5\n")
+    code, out = _cli(project, "ingest-inbox")
+    assert code == 1 and "orders_20261107.csv failed" in out and "nothing after it was ingested" in out, out
+    # ready: events arrive as a file; a segmenter when one is promoted; orders need an assigned wave
+    assert _cli(project, "ready", "events", "win_back", "0")[0] == 3
+    (inbox / "events" / "win_back_wave0.csv").write_text("id\n")
+    code, out = _cli(project, "ready", "events", "win_back", "0")
+    assert code == 0 and "win_back_wave0.csv" in out
+    code, out = _cli(project, "ready", "segmenter")
+    assert code == 3 and "no segmenter is promoted" in out
+    code, out = _cli(project, "ready", "orders", "win_back", "0")
+    assert code == 2 and "has no wave 0 assigned" in out, out
+    code, out = _cli(project, "ready", "events")
+    assert code == 2 and "takes a campaign id and a wave" in out
