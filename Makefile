@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Airflow in a venv of its own (make airflow), apart from the project's
+AIRFLOW_VENV  := .airflow-venv
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
 N      ?= 200000
 WAVES  ?= 3
 PROGRAMME ?= 0.05   # the demo's programme holdout (setting programme_holdout): kept out of every campaign, measured at the end
@@ -68,8 +71,6 @@ test-slow: $(STAMP) $(AIRFLOW_STAMP) browser
 
 # Airflow in a virtual environment of its own: it pins many packages, which must not meet the project's .venv. The DAGs
 # call the project's CLI (.venv/bin/campaign-lab), so the Airflow venv holds Airflow and its providers only.
-AIRFLOW_VENV  := .airflow-venv
-AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
 $(AIRFLOW_STAMP): scheduling/airflow-requirements.txt scheduling/airflow-constraints.txt
 	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
