@@ -6,11 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 # Airflow in a venv of its own (make airflow), apart from the project's
 AIRFLOW_VENV  := .airflow-venv
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
+MLFLOW_VENV   := .mlflow-venv
+MLFLOW_STAMP  := $(MLFLOW_VENV)/.installed-stamp
 N      ?= 200000
 WAVES  ?= 3
 PROGRAMME ?= 0.05   # the demo's programme holdout (setting programme_holdout): kept out of every campaign, measured at the end
 
-.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser serve airflow wheels image image-base container-tools
+.PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser serve airflow mlflow-server mlflow-venv wheels image image-base container-tools
 
 help:
 	@echo "make demo        set up .venv; the campaign cycle through files: a synthetic chain (N=$(N)) and its CRM answer $(WAVES) waves of two campaigns; lift; prints runs/index.html"
@@ -21,12 +23,13 @@ help:
 	@echo "make bench       benchmarks (generation, contracts, bandit, segments, lift, the 12M wave, step overhead, Spark)"
 	@echo "make export      nbdev-export and nbdev-clean after editing notebooks"
 	@echo "make image       the container image (Dockerfile) from the project's wheel: CONTAINER=podman|docker, IMAGE=campaign-lab:latest, BASE=python:3.11-slim"
+	@echo "make mlflow-server  an MLflow tracking server (SQLite backend, mlruns/ in the project) on 127.0.0.1:$(MLFLOW_PORT), from its own venv .mlflow-venv"
 	@echo "make airflow     Apache Airflow (3.3, standard and cncf.kubernetes providers) in its own venv, .airflow-venv, for the DAGs in scheduling/"
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,spark,serve,lab]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark,serve,lab,mlflow]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -60,12 +63,12 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium is not installed: the browser tests will be skipped"
 
-test-fast: $(STAMP) $(AIRFLOW_STAMP) browser
+test-fast: $(STAMP) $(AIRFLOW_STAMP) $(MLFLOW_STAMP) browser
 	$(BIN)/nbdev-test
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # the long end-to-end checks (about 15 minutes here): notebook cells flagged `#| slow` and tests marked slow; CI runs them too
-test-slow: $(STAMP) $(AIRFLOW_STAMP) browser
+test-slow: $(STAMP) $(AIRFLOW_STAMP) $(MLFLOW_STAMP) browser
 	$(BIN)/nbdev-test --flags slow --file-re "60_spark"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow
 
@@ -77,6 +80,20 @@ $(AIRFLOW_STAMP): scheduling/airflow-requirements.txt scheduling/airflow-constra
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r scheduling/airflow-requirements.txt -c scheduling/airflow-constraints.txt
 	touch $(AIRFLOW_STAMP)
 airflow: $(AIRFLOW_STAMP)
+
+# an MLflow tracking server for mlflow_tracking_uri = http://127.0.0.1:$(MLFLOW_PORT): the server in a venv of its own (the
+# project's .venv has the client only, mlflow-skinny), its runs in a SQLite database and its artefacts under mlruns/
+MLFLOW_PORT  ?= 5000
+$(MLFLOW_STAMP): services/mlflow-server.txt services/mlflow-server-constraints.txt
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet -r services/mlflow-server.txt -c services/mlflow-server-constraints.txt
+	touch $(MLFLOW_STAMP)
+mlflow-venv: $(MLFLOW_STAMP)
+mlflow-server: $(MLFLOW_STAMP)
+	mkdir -p mlruns
+	$(MLFLOW_VENV)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --artifacts-destination $(CURDIR)/mlruns/artifacts \
+	  --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 # the container image: the project's wheel and every wheel it needs, collected here (for any Python 3.11), so that the build
 # itself needs no network; then a build by podman or docker. BASE is the Python base image: python:3.11-slim from a

@@ -293,7 +293,8 @@ def _cmd_alerts(settings, args, out) -> int:
     return 1 if any(a.level == "block" for a in alerts) else 0
 
 def _cmd_promote(settings, args, out) -> int:
-    e = promote(settings.runs_dir, args.kind, args.run_id, args.alias, note=args.note)
+    e = promote(settings.runs_dir, args.kind, args.run_id, args.alias, note=args.note,
+                mlflow_uri=settings.mlflow_tracking_uri, mlflow_experiment=settings.mlflow_experiment)
     print(f"{args.kind} '{args.alias}' -> run {e['run_id']} ({e['artefact']}, {e['fingerprint'][:19]}...), "
           f"promoted by {e['promoted_by']} at {e['promoted_at']}", file=out)
     return 0

@@ -288,7 +288,8 @@ def run_cycle(
             truth = Path(world_dir) / "customer_truth.parquet" if world_dir else None
             outcome = next_step(Step("segment_fit", {"seed": seed, "as_of": as_of} | ({"truth_path": str(truth)} if truth and truth.is_file() else {})))
             if outcome == "succeeded":
-                promote(settings.runs_dir, "segmenter", "latest", "champion", note=f"first segmenter, promoted by cycle {run_id}")
+                promote(settings.runs_dir, "segmenter", "latest", "champion", note=f"first segmenter, promoted by cycle {run_id}",
+                        mlflow_uri=settings.mlflow_tracking_uri, mlflow_experiment=settings.mlflow_experiment)
                 echo("promoted the new segmenter as champion")
         if outcome == "succeeded": outcome = next_step(Step("segment_apply", {"as_of": as_of}))
         for step in steps:

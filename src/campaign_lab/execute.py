@@ -273,6 +273,11 @@ def _finish(run_dir: Path, manifest: dict, error: dict | None, t0: float, settin
     except Exception as e:  # a report that cannot render must not hide the run's own outcome
         manifest["report_error"] = f"{type(e).__name__}: {e}"
     manifest["timings"] = manifest.get("timings", {}) | {"report_s": round(time.perf_counter() - t_report, 3)}
+    if settings.mlflow_tracking_uri:   # mirrored to MLflow (never failing the run); the run folder stays the record
+        from campaign_lab.tracking import log_run
+        t_track = time.perf_counter()
+        manifest["tracking"] = log_run(settings.mlflow_tracking_uri, settings.mlflow_experiment, run_dir, manifest)
+        manifest["timings"]["tracking_s"] = round(time.perf_counter() - t_track, 3)
     write_json_atomic(run_dir / "manifest.json", manifest)
     build_index(settings)
     return RunResult(manifest["run_id"], run_dir, manifest["status"], manifest)

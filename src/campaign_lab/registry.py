@@ -56,6 +56,9 @@ def promote(
     run_id: str,            # the run that made it (or an unambiguous prefix/suffix, or "latest")
     alias: str = "champion",
     note: str = "",         # why, for the record
+    *,
+    mlflow_uri: str = "",   # mirror the promotion to this MLflow tracking server's model registry (setting mlflow_tracking_uri)
+    mlflow_experiment: str = "campaign_lab",
 ) -> dict:                  # the registry entry
     "Point `alias` of `kind` at a run's artefact; the run must have succeeded and hold the artefact. Recorded with who and when."
     if kind not in ARTEFACTS: raise ValueError(f"unknown kind '{kind}' (kinds: {', '.join(ARTEFACTS)})")
@@ -73,7 +76,12 @@ def promote(
              "pipeline": m.pipeline, "promoted_at": now().isoformat(timespec="seconds"), "promoted_by": _who(), "note": note}
     reg["aliases"].setdefault(kind, {})[alias] = entry
     reg["history"].append({"kind": kind, "alias": alias, **entry})
-    write_json_atomic(Path(runs_dir) / REGISTRY_FILE, reg)
+    write_json_atomic(Path(runs_dir) / REGISTRY_FILE, reg)   # the record first; then its mirror, and what became of it
+    if mlflow_uri:
+        from campaign_lab.tracking import mirror_promotion
+        entry["mlflow"] = mirror_promotion(mlflow_uri, mlflow_experiment, kind, alias, entry, lineage(runs_dir, m.run_id))
+        reg["history"][-1]["mlflow"] = entry["mlflow"]
+        write_json_atomic(Path(runs_dir) / REGISTRY_FILE, reg)
     return entry
 
 # %% ../../nbs/52_registry.ipynb #771cd5ff

@@ -60,6 +60,9 @@ class Settings:
     serve_reload_seconds: float = 2.0   # how often the service looks for a new state, promotion or lake version
     serve_max_body_bytes: int = 1048576 # largest request body accepted (413 beyond)
     serve_sync_seconds: float = 1.0     # fsync the decision log this often, for a power cut (0: the OS writes it back; a killed service loses nothing either way)
+    # tracking (optional keys; see campaign_lab.tracking): runs and promotions mirrored to MLflow, the runs folder stays the record
+    mlflow_tracking_uri: str = ""       # an MLflow tracking server (http://host:5000) or store; empty: no MLflow
+    mlflow_experiment: str = "campaign_lab"   # the MLflow experiment the runs are logged to
 
     def _under_root(self, path: str) -> Path:
         p = Path(path).expanduser()
