@@ -248,26 +248,11 @@ def _cmd_ingest_inbox(settings, args, out) -> int:
     return 1 if failed else 0
 
 def _cmd_ready(settings, args, out) -> int:
-    from campaign_lab.cycle import _champion_segmenter, _lift_window_end, events_file, orders_waiting
-    if args.what == "segmenter":
-        ok = _champion_segmenter(settings)
-        print("a champion segmenter is promoted" if ok else "no segmenter is promoted as champion yet", file=out)
-        return 0 if ok else 3
-    if args.campaign is None or args.wave is None: raise UsageError(f"ready {args.what} takes a campaign id and a wave")
-    if args.what == "events":
-        path = events_file(_inbox(settings, args.inbox) / "events", args.campaign, args.wave)
-        print(f"events of wave {args.wave} of {args.campaign}: {path if path else 'not arrived yet in ' + str(_inbox(settings, args.inbox) / 'events')}", file=out)
-        return 0 if path else 3
-    if args.ingest and _cmd_ingest_inbox(settings, args, out): return 1
-    window = int(notebook_parameters(pipeline_path(settings, "lift"))["window_days"].default)
-    waiting = []
-    for c in args.campaign.split(","):
-        if _lift_window_end(settings, c, args.wave, window)[0] is None:
-            raise UsageError(f"campaign {c} has no wave {args.wave} assigned in the lake (or no orders): no lift window to wait for")
-        wait = orders_waiting(settings, c, args.wave, window)
-        print(f"orders: {'waiting: ' + wait.reason if wait else f'they cover the lift window of wave {args.wave} of {c}'}", file=out)
-        waiting.append(wait)
-    return 3 if any(waiting) else 0
+    from campaign_lab.cycle import ready
+    if args.what == "orders" and args.ingest and _cmd_ingest_inbox(settings, args, out): return 1
+    there, seen = ready(settings, args.what, args.campaign.split(",") if args.campaign else [], args.wave, _inbox(settings, args.inbox))
+    for line in seen: print(line, file=out)
+    return 0 if there else 3
 
 def _cmd_serve(settings, args, out) -> int:
     tokens = Path(args.tokens).expanduser() if args.tokens else settings.serve_tokens

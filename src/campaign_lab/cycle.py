@@ -23,8 +23,8 @@ from .settings import load_settings
 from .variants import load_spec
 
 # %% auto #0
-__all__ = ['ONCE', 'Step', 'previous_run', 'events_file', 'ingest_steps', 'ingest_inbox', 'plan', 'OrdersWait', 'orders_waiting',
-           'run_cycle']
+__all__ = ['ONCE', 'READY', 'Step', 'previous_run', 'events_file', 'ingest_steps', 'ingest_inbox', 'plan', 'OrdersWait',
+           'orders_waiting', 'ready', 'run_cycle']
 
 # %% ../../nbs/57_cycle.ipynb #d49f15d9
 class Step(NamedTuple):
@@ -167,6 +167,37 @@ def orders_waiting(
     if end is None or (last is not None and last >= end - dt.timedelta(days=1)): return None
     return OrdersWait(end, last, f"the lift window of wave {wave} of {campaign_id} ends {end:%Y-%m-%d %H:%M}, "
                                  f"the orders in the lake reach {last or 'nothing'}")
+
+# %% ../../nbs/57_cycle.ipynb #99f3da52
+READY = ("events", "orders", "segmenter")   # what `ready` can look for
+
+def ready(
+    settings,
+    what: str,                       # one of READY
+    campaign_ids: list[str] = (),    # events: one campaign; orders: every campaign whose lift waits
+    wave: int | None = None,         # the wave (events, orders)
+    inbox: Path | None = None,       # the inbox; the inbox_dir setting when None
+) -> tuple[bool, list[str]]:         # there or not, and what was seen, in words
+    "Whether what a step waits for is there; a ValueError for a question that has no answer (no such wave, a missing campaign or wave)."
+    if what not in READY: raise ValueError(f"ready: what must be one of {', '.join(READY)}, got {what!r}")
+    if what == "segmenter":
+        ok = _champion_segmenter(settings)
+        return ok, ["a champion segmenter is promoted" if ok else "no segmenter is promoted as champion yet"]
+    if not campaign_ids or wave is None: raise ValueError(f"ready {what} takes a campaign id and a wave")
+    box = settings.inbox if inbox is None else Path(inbox)
+    if what == "events":
+        if len(campaign_ids) != 1: raise ValueError("ready events takes one campaign id")
+        path = events_file(box / "events", campaign_ids[0], wave)
+        return path is not None, [f"events of wave {wave} of {campaign_ids[0]}: {path or 'not arrived yet in ' + str(box / 'events')}"]
+    window = int(notebook_parameters(pipeline_path(settings, "lift"))["window_days"].default)
+    seen, ok = [], True
+    for c in campaign_ids:
+        if _lift_window_end(settings, c, wave, window)[0] is None:
+            raise ValueError(f"campaign {c} has no wave {wave} assigned in the lake (or no orders): no lift window to wait for")
+        wait = orders_waiting(settings, c, wave, window)
+        ok &= wait is None
+        seen.append(f"orders: waiting: {wait.reason}" if wait else f"orders: they cover the lift window of wave {wave} of {c}")
+    return ok, seen
 
 # %% ../../nbs/57_cycle.ipynb #4108fab8
 _EXIT = {"succeeded": 0, "failed": 1, "blocked": 1, "waiting": 3}

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PARAM_MAX', 'run_metrics', 'run_params', 'run_tags', 'log_run', 'tracked_run', 'mirror_promotion']
+__all__ = ['PARAM_MAX', 'run_metrics', 'run_params', 'run_tags', 'log_run', 'mirror_promotion']
 
 # %% ../../nbs/51_tracking.ipynb #264d87b2
 def run_metrics(
@@ -108,7 +108,7 @@ def log_run(
         return out | {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
 
 # %% ../../nbs/51_tracking.ipynb #784e48d1
-def tracked_run(client, experiment: str, run_id: str):
+def _tracked_run(client, experiment: str, run_id: str):
     "The MLflow run that mirrors campaign_lab run `run_id`, or None."
     exp = client.get_experiment_by_name(experiment)
     if exp is None: return None
@@ -129,7 +129,7 @@ def mirror_promotion(
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             client = _client(uri)
-            run = tracked_run(client, experiment, entry["run_id"])
+            run = _tracked_run(client, experiment, entry["run_id"])
             if run is None: return out | {"error": f"run {entry['run_id']} was not tracked in MLflow (experiment {experiment}): nothing to register"}
             if not client.search_registered_models(filter_string=f"name = '{name}'"):
                 client.create_registered_model(name, description=f"campaign_lab {kind}s promoted by alias; the runs folder's registry.json is the record")
