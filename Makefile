@@ -148,6 +148,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cycle.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/guardrails.py
+	$(BIN)/python benchmarks/contextual.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/steps.py
 	$(BIN)/python benchmarks/spark.py

@@ -20,8 +20,8 @@ from .lake import ARMS, EVENT_TYPES, TABLES
 
 # %% auto #0
 __all__ = ['Reward', 'Policy', 'ARM_KEYS', 'ThompsonBeta', 'ThompsonGaussian', 'UCB1', 'EpsilonGreedy', 'Uniform', 'BanditState',
-           'init_state', 'prob_best_beta', 'prob_best_normal', 'allocation', 'assign', 'update', 'fold', 'summarize',
-           'breach_probability', 'make_policy', 'state_for_campaign']
+           'init_state', 'prob_best_beta', 'prob_best_normal', 'allocation', 'invert_cdf', 'assign', 'update', 'fold',
+           'summarize', 'breach_probability', 'make_policy', 'state_for_campaign']
 
 # %% ../../nbs/30_bandit.ipynb #889c491a
 Reward = Literal["open", "click", "conversion", "revenue"]
@@ -237,12 +237,11 @@ def allocation(
         out.append(g.select("campaign_id", "segment", "variant_id").with_columns(p=pl.Series(_group_probs(g, policy))))
     return pl.concat(out) if out else pl.DataFrame(schema={"campaign_id": pl.String, "segment": pl.Int16, "variant_id": pl.String, "p": pl.Float64})
 
-# %% ../../nbs/30_bandit.ipynb #fca8d362
+# %% ../../nbs/30_bandit.ipynb #b05614e1
 _GUIDE = 4096
-_THREADS = 2
 
-def _invert(cum: np.ndarray, seg: np.ndarray, u: np.ndarray) -> np.ndarray:
-    "Index k (within row `seg` of `cum`) of the first cumulative share above u, for each draw."
+def invert_cdf(cum: np.ndarray, seg: np.ndarray, u: np.ndarray) -> np.ndarray:
+    "Index k (within row `seg` of `cum`) of the first cumulative share above u, for each draw: a guide table, then bisection where a step holds an edge."
     S, K = cum.shape
     steps = np.arange(_GUIDE + 1) / _GUIDE
     guide = np.stack([np.searchsorted(c, steps, side="right") for c in cum]).clip(0, K - 1).astype(np.int64)
@@ -259,6 +258,9 @@ def _invert(cum: np.ndarray, seg: np.ndarray, u: np.ndarray) -> np.ndarray:
             a, b = np.where(right, mid + 1, a), np.where(right, b, mid)
         lo[todo] = a
     return lo
+
+# %% ../../nbs/30_bandit.ipynb #fca8d362
+_THREADS = 2
 
 def assign(
     state: BanditState,      # current state of the campaign
@@ -317,7 +319,7 @@ def assign(
     def block(lo: int, hi: int):  # numpy releases the GIL: blocks of customers run on both cores
         u_hold, u_variant = keyed_uniforms(seed, streams, ids[lo:hi])
         h = u_hold < holdout
-        s = seg[lo:hi].astype(np.int64) * K + _invert(cum, seg[lo:hi], u_variant)
+        s = seg[lo:hi].astype(np.int64) * K + invert_cdf(cum, seg[lo:hi], u_variant)
         pr = np.take(p_treat, s); pr[h] = holdout
         in_holdout[lo:hi], slot[lo:hi], propensity[lo:hi] = h, s, pr
     edges_ = np.linspace(0, len(ids), _THREADS * 2 + 1).astype(int)

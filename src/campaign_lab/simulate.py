@@ -10,13 +10,15 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from .bandit import Policy, ThompsonBeta, UCB1, EpsilonGreedy, Uniform, allocation, assign, init_state, update
+from . import contextual
+from .bandit import Policy, ThompsonBeta, ThompsonGaussian, UCB1, EpsilonGreedy, Uniform, allocation, assign, init_state, update
 from .draws import keyed_uniform, stream_key
 from .synth import ResponseModel, response_probabilities
 from .lift import anytime_valid, compare
 
 # %% auto #0
-__all__ = ['true_rates', 'simulate', 'compare_policies', 'off_policy_value', 'policy_value', 'peeking_coverage']
+__all__ = ['true_rates', 'simulate', 'compare_policies', 'off_policy_value', 'policy_value', 'peeking_coverage',
+           'capture_by_wave']
 
 # %% ../../nbs/46_simulate.ipynb #8c7ba55a
 def true_rates(
@@ -148,3 +150,69 @@ def peeking_coverage(
             est = r["rel_lift"]
         for k in held: held[k] += bool(ok[k])
     return {k: v / sims for k, v in held.items()} | {"sims": sims, "looks": waves}
+
+# %% ../../nbs/46_simulate.ipynb #52fe51dc
+def capture_by_wave(
+    truth: pl.DataFrame,       # customer_truth rows of the audience, with their `segment`
+    features: pl.DataFrame,    # customer_id, segment and the behavioural features as of the campaign's start
+    variants: pl.DataFrame,    # the campaign's variants
+    policies: dict,            # name -> a ContextualThompson, a bandit Policy on revenue, or Uniform
+    *,
+    waves: int = 3,
+    seed: int = 0,
+    holdout: float = 0.1,
+    eval_customers: int = 3000,   # customers on whom every variant's expected revenue is computed, to score each wave's allocation
+) -> pl.DataFrame:             # policy, wave, value (expected revenue per send), captured (share of the best achievable gain over uniform)
+    """Run each policy wave after wave against the synthetic chain's per-customer truth: the audience is emailed every wave,
+    outcomes are drawn from the response model; each wave's allocation is scored by the expected revenue per send it buys,
+    as the share of the gain of the per-customer best variant over uniform that it captures."""
+    truth, features, variants = truth.sort("customer_id"), features.sort("customer_id"), variants.sort("variant_id")
+    if not truth["customer_id"].equals(features["customer_id"]): raise ValueError("capture_by_wave: truth and features must hold the same customers")
+    V, ids, vid = variants.height, features["customer_id"].to_numpy(), variants["variant_id"].to_numpy()
+    def value(tr, var) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = response_probabilities(tr, var["tonality"], var["offer_type"], var["offer_value"])
+        return (p["p_conversion"] * p["revenue_if_converted"]).to_numpy(), p["p_conversion"].to_numpy(), p["revenue_if_converted"].to_numpy()
+    ev = np.sort(np.argsort(keyed_uniform(seed, stream_key("capture", "eval"), ids))[:eval_customers])
+    R = value(truth[ev].join(variants, how="cross"), truth[ev].join(variants, how="cross"))[0].reshape(len(ev), V)
+    uniform, best = R.mean(1).mean(), R.max(1).mean()
+    segs = features["segment"].to_numpy()
+    def row(name, w, pi):   # pi: (len(ev), V) the allocation each evaluation customer faces
+        v = float((pi * R).sum(1).mean())
+        return {"policy": name, "wave": w, "value": v, "captured": (v - uniform) / (best - uniform)}
+    def outcome(w, rows, vidx):
+        _, pc, rev = value(truth[rows], variants[vidx])
+        conv = keyed_uniform(seed, stream_key("capture", w, "outcome"), ids[rows]) < pc
+        return np.where(conv, rev, 0.0)
+    out = []
+    for name, pol in policies.items():
+        if isinstance(pol, contextual.ContextualThompson):
+            space = contextual.fit_space(features, variants, pol)
+            cell = contextual.cells(space, features)
+            st = contextual.empty_stats(space)
+            for w in range(waves):
+                p = contextual.allocation(space, st, pol, seed=seed, campaign_id=name, wave=w)
+                out.append(row(name, w, p[cell[ev]]))
+                h, v, _ = contextual.assign_cells(p, cell, ids, holdout=holdout, seed=seed, campaign_id=name, wave=w)
+                t = np.flatnonzero(~h)
+                st = contextual.update_stats(st, space, pl.DataFrame({"send_id": [f"{w}-{i}" for i in ids[t]], "cell": cell[t], "variant_id": vid[v[t]],
+                                                           "reward": outcome(w, t, v[t])}), pol)
+            continue
+        arms = (pl.DataFrame({"segment": np.unique(segs).astype(np.int16)}).join(variants.select("variant_id"), how="cross")
+                .with_columns(campaign_id=pl.lit(name)))
+        state, aud = init_state(arms, pol), features.select("customer_id", "segment")
+        for w in range(waves):
+            alloc = allocation(state, pol)
+            P = alloc.pivot(on="variant_id", index="segment", values="p").sort("segment")
+            rows_of = {int(s): i for i, s in enumerate(P["segment"].to_list())}
+            out.append(row(name, w, P.select(list(vid)).to_numpy()[[rows_of[int(s)] for s in segs[ev]]]))
+            a = assign(state, aud, policy=pol, holdout=holdout, seed=seed, wave=w, alloc=alloc).filter(arm="treatment")
+            rows = np.searchsorted(ids, a["customer_id"].to_numpy())
+            vidx = np.searchsorted(vid, a["variant_id"].to_numpy())
+            rev = outcome(w, rows, vidx)
+            base = a.select("campaign_id", "wave", "customer_id", "segment", "variant_id")
+            conv = pl.Series(rev > 0)
+            events = pl.concat([base.with_columns(event_type=pl.lit("send"), revenue=pl.lit(0.0)),
+                                base.filter(conv).with_columns(event_type=pl.lit("conversion"), revenue=pl.Series(rev[rev > 0]))]
+                               ).with_columns(event_id=pl.format("{}-{}-{}", "wave", "customer_id", "event_type"))
+            state = update(state, events, reward="revenue")
+    return pl.DataFrame(out)
