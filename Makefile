@@ -63,7 +63,7 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium is not installed: the browser tests will be skipped"
 
-test-fast: $(STAMP) $(AIRFLOW_STAMP) $(MLFLOW_STAMP) browser
+test-fast: $(STAMP) $(AIRFLOW_STAMP) browser
 	$(BIN)/nbdev-test
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
