@@ -37,6 +37,14 @@ def project(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def free_port() -> int:
+    "A free TCP port on loopback, for a server a test starts."
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def cli_env(root: Path | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_LAB_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"

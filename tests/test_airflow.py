@@ -11,7 +11,6 @@ import os
 import shlex
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 

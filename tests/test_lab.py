@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -17,13 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import REPO, free_port
 
 
 def _get(url: str, token: str, method: str = "GET", body: dict | None = None):
@@ -37,7 +30,7 @@ def _get(url: str, token: str, method: str = "GET", body: dict | None = None):
 @pytest.fixture
 def lab(tmp_path):
     "`make lab` on a free loopback port, with a token; stopped (its whole process group) afterwards."
-    port, token = _free_port(), "test-token-" + os.urandom(8).hex()
+    port, token = free_port(), "test-token-" + os.urandom(8).hex()
     log = tmp_path / "lab.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")} | {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     with log.open("w") as out:

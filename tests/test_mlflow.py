@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import BIN, REPO, cli_env
+from conftest import BIN, REPO, cli_env, free_port
 
 from campaign_lab.records import list_runs, load_manifest
 from campaign_lab.registry import read_registry
@@ -22,17 +20,11 @@ from campaign_lab.registry import read_registry
 SERVER = REPO / ".mlflow-venv" / "bin" / "mlflow"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     "A real MLflow tracking server on a free loopback port, SQLite backend and local artefacts; stopped after the test."
     subprocess.run(["make", "-s", "mlflow-venv"], cwd=REPO, check=True, capture_output=True, timeout=900)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "mlflow.log").open("w")
     proc = subprocess.Popen([str(SERVER), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
                              "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

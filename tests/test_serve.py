@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from campaign_lab.lake import EVENT_TYPES, commit, read_table
 from campaign_lab.samples import sample_tables
 from campaign_lab.settings import load_settings
 from campaign_lab.waves import PolarsEngine, Tables, assign_wave, programme_holdout
-from conftest import BIN, REPO, SETTINGS, cli_env
+from conftest import BIN, REPO, SETTINGS, cli_env, free_port
 
 TOKEN = "crm-token-0123456789abcdef"
 SCOPED = "welcome-token-0123456789 welcome"
@@ -40,11 +39,6 @@ def make_project(root: Path, programme: float = 0.0) -> Path:
     commit(s.lake_dir, w.tables, append=w.append & set(w.tables))
     (root / "tokens.txt").write_text(f"# tokens of the test\n{TOKEN}\n{SCOPED}\n")
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
 class Server:

@@ -38,6 +38,15 @@ def true_rates(
             .group_by("segment", "variant_id").agg(pl.col("rate").mean()).sort("segment", "variant_id"))
 
 # %% ../../nbs/46_simulate.ipynb #5c957ed9
+def _events(treated: pl.DataFrame, converted: np.ndarray, revenue: np.ndarray | None = None) -> pl.DataFrame:
+    "The CRM's events of a simulated wave: a send per treated row, a conversion (with its revenue) where it converted."
+    base = treated.select("campaign_id", "wave", "customer_id", "segment", "variant_id")
+    won = pl.Series(converted)
+    return pl.concat([base.with_columns(event_type=pl.lit("send"), revenue=pl.lit(0.0)),
+                      base.filter(won).with_columns(event_type=pl.lit("conversion"),
+                                                    revenue=pl.Series(revenue[converted]) if revenue is not None else pl.lit(0.0))]
+                     ).with_columns(event_id=pl.format("{}-{}-{}", "wave", "customer_id", "event_type"))
+
 def simulate(
     policy: Policy,
     rates: pl.DataFrame,       # segment, variant_id, rate: the world
@@ -66,11 +75,7 @@ def simulate(
                          "expected_conversions": float(t["rate"].sum()),
                          "regret": float((t["best_rate"] - t["rate"]).sum()),
                          "best_share": float((t["variant_id"] == t["best_variant"]).mean())})
-        base = t.select("campaign_id", "wave", "customer_id", "segment", "variant_id")
-        events = pl.concat([base.with_columns(event_type=pl.lit("send"), revenue=pl.lit(0.0)),
-                            base.filter(pl.Series(converted)).with_columns(event_type=pl.lit("conversion"), revenue=pl.lit(0.0))]
-                           ).with_columns(event_id=pl.format("{}-{}-{}", "wave", "customer_id", "event_type"))
-        state = update(state, events, reward="conversion", at=at)
+        state = update(state, _events(t, converted), reward="conversion", at=at)
     metrics = pl.DataFrame(per_wave).with_columns(cumulative_regret=pl.col("regret").cum_sum())
     return metrics, pl.concat(logs)
 
@@ -209,10 +214,5 @@ def capture_by_wave(
             rows = np.searchsorted(ids, a["customer_id"].to_numpy())
             vidx = np.searchsorted(vid, a["variant_id"].to_numpy())
             rev = outcome(w, rows, vidx)
-            base = a.select("campaign_id", "wave", "customer_id", "segment", "variant_id")
-            conv = pl.Series(rev > 0)
-            events = pl.concat([base.with_columns(event_type=pl.lit("send"), revenue=pl.lit(0.0)),
-                                base.filter(conv).with_columns(event_type=pl.lit("conversion"), revenue=pl.Series(rev[rev > 0]))]
-                               ).with_columns(event_id=pl.format("{}-{}-{}", "wave", "customer_id", "event_type"))
-            state = update(state, events, reward="revenue")
+            state = update(state, _events(a, rev > 0, rev), reward="revenue")
     return pl.DataFrame(out)

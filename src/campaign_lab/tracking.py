@@ -88,7 +88,7 @@ def log_run(
     manifest: dict,    # the finished run's manifest
 ) -> dict:             # for the manifest's `tracking`: mlflow_run_id and experiment_id, or error
     "Mirror one finished run to MLflow; never raises: a failure to log is returned as `error`."
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     out = {"tracking_uri": uri, "experiment": experiment}
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
