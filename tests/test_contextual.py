@@ -102,3 +102,67 @@ def test_the_space_is_a_value(world):
     assert cx.ContextSpace.from_json(space.to_json()) == space
     again = cx.fit_space(feats.sample(fraction=1.0, shuffle=True, seed=2), variants.reverse(), pol)
     assert again == space                                     # fitted from the same customers and variants in any order
+
+
+def _run(root, *args, at):
+    import subprocess
+    from conftest import BIN, cli_env
+    res = subprocess.run([str(BIN / "campaign-lab"), *args], capture_output=True, text=True, env=cli_env(root) | {"CAMPAIGN_LAB_CLOCK": at},
+                         timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+@pytest.mark.slow
+def test_contextual_waves_through_the_pipelines(project):
+    """Two contextual waves of spring_menu through the wave, export and feedback pipelines on a synthetic chain: the space is
+    fitted once, every propensity is the logged cell's probability, feedback writes the statistics, and wave 1, drawn 3 days
+    after wave 0 with its 7-day window open, counts wave 0's sends by the share of their orders arrived."""
+    import datetime as dt
+    import nbformat
+    from conftest import world_answers
+    from campaign_lab.lake import read_table
+    root = project
+    t0 = "2026-11-02T09:00:00"
+    _run(root, "run", "synth", "-p", "n_customers=3000", at=t0)
+    _run(root, "run", "segment_fit", at=t0)
+    _run(root, "promote", "segmenter", "latest", at=t0)
+    _run(root, "run", "segment_apply", at=t0)
+    _run(root, "run", "variants", "-p", "spec=campaigns/spring.yaml", at=t0)
+    wave = lambda w, at: _run(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", f"wave={w}", "-p", "policy=contextual_thompson",
+                              "-p", "reward=revenue", at=at)
+    wave(0, t0)
+    _run(root, "run", "export", "-p", "campaign_id=spring_menu", "-p", "wave=0", at=t0)
+    t1 = "2026-11-05T09:00:00"
+    world_answers(root, dt.datetime.fromisoformat(t1))
+    box = root / "inbox" / "events"
+    _run(root, "run", "feedback", "-p", "campaign_id=spring_menu", "-p", "wave=0", "-p", f"events_path={box / 'spring_menu_wave0.parquet'}",
+         "-p", f"mapping={box / 'mapping.yaml'}", "-p", "reward=revenue", at=t1)
+    wave(1, t1)
+    lake = root / "lake"
+    space = read_table(lake, "context_space")
+    assert space.height == 1 and space["campaign_id"][0] == "spring_menu"
+    state = read_table(lake, "context_state")
+    a = read_table(lake, "assignments")
+    sent0 = a.filter(wave=0, arm="treatment")
+    assert state["version"].unique().to_list() == [1] and state["wave"].unique().to_list() == [0] and state["n"].sum() == sent0.height
+    ev = read_table(lake, "events").filter(event_type="conversion", wave=0)
+    assert state["reward_sum"].sum() == pytest.approx(ev.group_by("customer_id").agg(pl.col("revenue").sum().clip(upper_bound=100.0))["revenue"].sum())
+    cells = read_table(lake, "context_cells")
+    assert cells.height == a.filter(arm="treatment").height                 # every send's cell, both waves
+    w1 = a.filter(wave=1)
+    assert (w1["state_version"] == 1).all() and (w1["policy"] == "contextual_thompson").all()
+    # one propensity per (cell, variant) and, over the variants drawn in a cell, at most the treated share; at least epsilon's floor
+    per_pair = (w1.filter(arm="treatment").join(cells.filter(wave=1), on=["campaign_id", "wave", "customer_id"])
+                .group_by("cell", "variant_id").agg(p=pl.col("propensity").unique()))
+    assert (per_pair["p"].list.len() == 1).all()
+    p = per_pair.with_columns(pl.col("p").list.first())
+    assert p.group_by("cell").agg(pl.col("p").sum())["p"].max() <= 0.9 + 1e-9 and p["p"].min() >= 0.9 * 0.02 / 352 - 1e-12
+    report = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 1)
+    text = "\n".join(o.get("text", "") or str(o.get("data", {}).get("text/markdown", "")) for c in nbformat.read(report, 4).cells for o in c.get("outputs", []))
+    assert "contextual model's statistics version 1" in text and "wave 0 at" in text, text[:2000]
+
+
+def json_wave(report):
+    import json
+    return json.loads((report.parent / "manifest.json").read_text())["parameters"]["wave"]

@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
-from .bandit import Policy, make_policy
+from .bandit import Policy
+from .waves import make_wave_policy
 from .contracts import (ContractError, ContractResult, default_parameters, read_table_file, referenced_tables,
                                     split_offending, validate)
 from .pipelines import PipelineError
@@ -182,12 +183,12 @@ class RunContext:
         return p
 
     def policy(self, name: str, *, reward: str, floor: float) -> Policy:
-        "The bandit policy `name`, or the configuration promoted as alias `name` (champion, challenger), recorded as a model used."
+        "The wave policy `name` (per segment, or contextual_thompson), or the configuration promoted as alias `name` (champion, challenger), recorded as a model used."
         if name in POLICY_ALIASES:
             path = self.use_model("policy", resolve_alias(self.settings.runs_dir, "policy", name), alias=name)
             config = json.loads(path.read_text())
-            return make_policy(config.pop("name"), **config)
-        return make_policy(name, reward=reward, floor=floor)
+            return make_wave_policy(config.pop("name"), **config)
+        return make_wave_policy(name, reward=reward, floor=floor)
 
     def save_policy(self, policy: Policy) -> Path:
         "Save the policy configuration a run used as its promotable artefact."

@@ -21,7 +21,7 @@ from .draws import keyed_uniforms, stream_key
 # %% auto #0
 __all__ = ['REWARDS', 'FACTORS', 'ContextualThompson', 'variant_levels', 'ContextSpace', 'fit_space', 'cells', 'cell_design',
            'variant_design', 'ContextStats', 'empty_stats', 'update_stats', 'Posterior', 'posterior', 'allocation',
-           'assign_cells']
+           'assign_cells', 'wave_stats', 'arrived_share', 'stats_from_rows']
 
 # %% ../../nbs/32_contextual.ipynb #6f8857ec
 REWARDS = ("conversion", "revenue")   # margin (revenue minus the offer's cost from the spec's cost model) is not built yet
@@ -245,3 +245,52 @@ def assign_cells(
     h = u_hold < holdout
     prop = np.where(h, holdout, (1 - holdout) * probs[cell, v])
     return h, np.where(h, -1, v), prop
+
+# %% ../../nbs/32_contextual.ipynb #9170088a
+def wave_stats(
+    sends: pl.DataFrame,        # customer_id, variant_id, cell: a wave's treated customers
+    conversions: pl.DataFrame,  # customer_id, revenue: the wave's conversion events so far
+    policy: ContextualThompson,
+) -> pl.DataFrame:              # cell, variant_id, n, reward_sum, reward_sq_sum
+    "A wave's statistics per (cell, variant): each send's reward from its conversions (1 for any, or their revenue, capped), summed."
+    missing = [c for c in ("customer_id", "variant_id", "cell") if c not in sends.columns] + [
+        f"conversions.{c}" for c in ("customer_id", "revenue") if c not in conversions.columns]
+    if missing: raise ValueError(f"wave_stats: missing column(s) {', '.join(missing)}")
+    per = conversions.group_by("customer_id").agg(r=pl.col("revenue").sum() if policy.reward == "revenue" else pl.lit(1.0))
+    r = pl.col("r").fill_null(0.0).clip(upper_bound=policy.reward_cap)
+    return (sends.select("customer_id", "variant_id", pl.col("cell").cast(pl.Int32)).join(per, on="customer_id", how="left")
+            .group_by("cell", "variant_id").agg(n=pl.len().cast(pl.Int64), reward_sum=r.sum(), reward_sq_sum=(r * r).sum())
+            .sort("cell", "variant_id"))
+
+# %% ../../nbs/32_contextual.ipynb #9364d0ea
+def arrived_share(
+    age_days,                  # time since the send, in days (a number or an array)
+    window_days: float,        # the attribution window
+    delays=(),                 # delays in days of the conversions of closed windows
+    *,
+    prior: float = 20.0,       # pseudo-conversions spread evenly over the window
+) -> np.ndarray:
+    "The expected share of a send's reward that has arrived `age_days` after it: the delays seen so far, shrunk to an even spread; 1 once the window has closed."
+    if window_days <= 0: raise ValueError(f"arrived_share: window_days must be positive, got {window_days}")
+    t = np.clip(np.asarray(age_days, dtype=float), 0.0, window_days)
+    d = np.sort(np.asarray(delays, dtype=float)); d = d[(d >= 0) & (d < window_days)]
+    share = (np.searchsorted(d, t, side="right") + prior * t / window_days) / (d.size + prior)
+    return np.where(t >= window_days, 1.0, share)
+
+# %% ../../nbs/32_contextual.ipynb #062e59b8
+def stats_from_rows(
+    space: ContextSpace,
+    rows: pl.DataFrame,         # wave, cell, variant_id, n, reward_sum, reward_sq_sum (the latest rows of each wave)
+    weights: dict | None = None,   # wave -> the share of its reward arrived (`arrived_share`); 1 for a wave not named
+) -> ContextStats:
+    "The (cell, variant) statistics of a campaign from its waves' rows, a pending wave's sends counted by their arrived share."
+    stats = empty_stats(space)
+    if rows.is_empty(): return stats
+    known = rows["variant_id"].is_in(pl.Series(space.variants).implode())
+    if not known.all(): raise ValueError(f"context state: variant(s) {sorted(set(rows['variant_id'].filter(~known).to_list()))[:5]} are not in the campaign's space")
+    v = rows["variant_id"].cast(pl.Enum(list(space.variants))).to_physical().cast(pl.Int64).to_numpy()
+    at, size = rows["cell"].cast(pl.Int64).to_numpy() * len(space.variants) + v, stats.n.size
+    w = rows["wave"].replace_strict(weights or {}, default=1.0, return_dtype=pl.Float64).to_numpy() if weights else 1.0
+    add = lambda x: np.bincount(at, weights=x, minlength=size).reshape(stats.n.shape)
+    return ContextStats(add(rows["n"].cast(pl.Float64).to_numpy() * w), add(rows["reward_sum"].to_numpy()),
+                        add(rows["reward_sq_sum"].to_numpy()), stats.seen)

@@ -98,6 +98,16 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         pl.Schema({"campaign_id": pl.String, "segment": pl.Int16, "variant_id": pl.String, "version": pl.Int64,
                    "alpha": pl.Float64, "beta": pl.Float64, "n": pl.Int64, "successes": pl.Int64,
                    "reward_sum": pl.Float64, "reward_sq_sum": pl.Float64, "updated_at": _TS})),
+    TableSpec("context_space", "Each contextual campaign's model coordinates, frozen at its first wave: cells and factor levels, and the policy whose reward its statistics count (JSON).",
+        ("campaign_id",), pl.Schema({"campaign_id": pl.String, "space_id": pl.String, "space": pl.String, "policy": pl.String,
+                                     "created_at": _TS})),
+    TableSpec("context_cells", "The context cell each customer of a contextual campaign's wave was assigned in.",
+        ("campaign_id", "wave", "customer_id"), pl.Schema({"campaign_id": pl.String, "wave": pl.Int32, "customer_id": pl.Int64,
+                                                           "cell": pl.Int32})),
+    TableSpec("context_state", "A contextual campaign's statistics per (wave, cell, variant), by version: sends, reward sum and squares.",
+        ("campaign_id", "version", "wave", "cell", "variant_id"),
+        pl.Schema({"campaign_id": pl.String, "version": pl.Int64, "wave": pl.Int32, "cell": pl.Int32, "variant_id": pl.String,
+                   "n": pl.Int64, "reward_sum": pl.Float64, "reward_sq_sum": pl.Float64, "updated_at": _TS})),
 ]}
 
 # rows a pipeline set aside because they broke a contract, with the rules they broke

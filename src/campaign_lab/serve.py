@@ -155,13 +155,17 @@ def serving_policy(
     wave_run=None,             # the campaign's newest succeeded wave run (a RunRecord), or None
 ) -> tuple[Policy, str]:       # the policy and where it came from
     "The policy a campaign is served with: the champion alias if one is promoted, else its latest wave's, else Thompson on conversions."
+    def served(config: dict, source: str) -> tuple[Policy, str]:
+        name = config.pop("name")
+        if name != "contextual_thompson": return make_policy(name, **config), source
+        # one customer at a time, the service has no features as of the wave: it serves the campaign's per-segment state
+        fallback = feedback_policy(config.get("reward", "revenue"))
+        return fallback, f"{source}: contextual_thompson is drawn in waves only; served per segment with {fallback.name}"
     if alias_entry(settings.runs_dir, "policy", "champion"):
         path = resolve_alias(settings.runs_dir, "policy", "champion")
-        config = json.loads(path.read_text())
-        return make_policy(config.pop("name"), **config), f"champion (run {path.parent.name})"
+        return served(json.loads(path.read_text()), f"champion (run {path.parent.name})")
     if wave_run is not None and (path := settings.runs_dir / wave_run.run_id / ARTEFACTS["policy"]).exists():
-        config = json.loads(path.read_text())
-        return make_policy(config.pop("name"), **config), f"wave run {wave_run.run_id}"
+        return served(json.loads(path.read_text()), f"wave run {wave_run.run_id}")
     return feedback_policy("conversion"), "default (thompson_beta on conversions: no wave run or champion yet)"
 
 # %% ../../nbs/61_serve.ipynb #34e5a6e9

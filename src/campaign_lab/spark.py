@@ -434,4 +434,13 @@ class SparkEngine:
     def update(self, state, events, *, reward, discount) -> BanditState:
         return update_spark(state, to_spark(self.spark, events), reward=reward, discount=discount)
 
+    def context(self, reader, audience) -> tuple[pl.DataFrame, dt.date]:
+        "The audience with its features as of the day after the last order, computed on Spark (the orders are the heavy part)."
+        from pyspark.sql import functions as F
+        customers, transactions = spark_read(reader, self.spark, "customers"), spark_read(reader, self.spark, "transactions")
+        day = feature_date(transactions.agg(F.max("ordered_at")).first()[0], "")
+        feats = features_spark(transactions, customers, as_of=day)
+        out = to_polars(audience.customers.select("customer_id", "segment").join(feats, "customer_id", "left"))
+        return out.with_columns(pl.col("segment").cast(pl.Int16)), day
+
     def __repr__(self): return f"SparkEngine(master={self.settings.spark_master!r})"

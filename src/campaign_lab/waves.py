@@ -17,9 +17,11 @@ import polars as pl
 from scipy import special, stats
 
 from .bandit import BanditState, Policy, ThompsonBeta, assign, breach_probability, make_policy, prob_best_beta, state_for_campaign, update
+from .contextual import (ContextSpace, ContextStats, ContextualThompson, allocation as context_allocation, arrived_share,
+                                     assign_cells, cells, fit_space, stats_from_rows, wave_stats)
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
 from .draws import keyed_uniform, stream_key
-from .lake import EVENT_TYPES, TABLES
+from .lake import ARMS, EVENT_TYPES, TABLES
 from .records import Metrics, now
 from .segments import SegmentApplyMetrics, Segmenter, assign_segments, feature_date, features, profile
 from .settings import Settings
@@ -29,12 +31,13 @@ from .variants import campaign_rules
 __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE', 'HISTORY_FILE', 'LEADERBOARD_FILE', 'Reader',
            'Tables', 'EngineError', 'Engine', 'resolve_engine', 'open_engine', 'Audience', 'latest_segmenter',
            'taken_this_wave', 'programme_holdout', 'unsubscribed', 'build_audience', 'prior_wave', 'Wave',
-           'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'assign_wave', 'unanswered',
-           'PolarsEngine', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation', 'read_allocation',
+           'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'feedback_policy', 'assign_wave',
+           'unanswered', 'PolarsEngine', 'make_wave_policy', 'ContextWave', 'context_space', 'context_rows',
+           'pending_weights', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation', 'read_allocation',
            'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history',
-           'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'feedback_policy', 'Feedback', 'FeedbackError',
-           'check_batch', 'contradictions', 'fold_feedback', 'attribute_orders', 'FeedbackMetrics', 'feedback_metrics',
-           'Segmentation', 'apply_segmenter']
+           'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch',
+           'contradictions', 'context_update', 'fold_feedback', 'attribute_orders', 'FeedbackMetrics',
+           'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -87,6 +90,7 @@ class Engine(Protocol):
                campaign_id: str) -> pl.DataFrame: ...
     def check(self, reader: Reader, table: str, df: pl.DataFrame, *, references: dict, source: str) -> ContractResult: ...
     def update(self, state: BanditState, events: pl.DataFrame, *, reward: str, discount: float | None) -> BanditState: ...
+    def context(self, reader: Reader, audience: "Audience") -> tuple[pl.DataFrame, dt.date]: ...   # the audience with its features, and their day
 
 # engines by name, as "module:class": imported only when chosen, so polars runs never import pyspark
 ENGINES = {"polars": "campaign_lab.waves:PolarsEngine", "spark": "campaign_lab.spark:SparkEngine"}
@@ -227,6 +231,7 @@ class Wave(NamedTuple):
     append: frozenset = frozenset({"assignments", "bandit_state"})   # tables whose rows are added as a new part
     guardrails: pl.DataFrame | None = None   # `guardrail_status` per variant when the wave was allocated (None: the spec declares none)
     stopped: tuple = ()         # variants a guardrail stopped: not sent in this wave
+    context: Any = None         # a contextual wave's `ContextWave` (what it was drawn from); None for a per-segment policy
 
     @property
     def reused(self) -> bool: return self.audience is None
@@ -293,6 +298,11 @@ def guard_arms(
                          "change the variants (a new spec) or review the guardrails")
     return left, stopped
 
+# %% ../../nbs/35_waves.ipynb #108d5811
+def feedback_policy(reward: str) -> Policy:
+    "The policy whose prior a campaign's state starts from when feedback creates it: Beta for events, Gaussian for revenue."
+    return make_policy("thompson_gaussian" if reward == "revenue" else "thompson_beta", reward=reward)
+
 # %% ../../nbs/35_waves.ipynb #a1de47fb
 def assign_wave(
     engine: Engine,
@@ -303,8 +313,9 @@ def assign_wave(
     policy: Policy,
     holdout: float,            # share of each segment kept as untreated control
     seed: int,                 # with campaign and wave, fixes every customer's draws
+    window_days: int = 7,      # a contextual policy's attribution window: earlier waves younger than this are still pending
 ) -> Wave:
-    "Assign one wave of a campaign, or return it unchanged if it was assigned the same way before."
+    "Assign one wave of a campaign (per segment, or with the contextual policy), or return it unchanged if it was assigned the same way before."
     arms = campaign_arms(reader, campaign_id)
     rules = campaign_rules(reader.read("campaigns") if reader.has("campaigns") else None, campaign_id)
     status = (guardrail_status(guardrail_counts(reader.read("events", validate=False, lazy=True) if reader.has("events") else None, campaign_id),
@@ -312,7 +323,8 @@ def assign_wave(
     arms, stopped = guard_arms(arms, status) if status is not None else (arms, [])
     lake_state = reader.read("bandit_state") if reader.has("bandit_state") else None
     seen = reader.read("bandit_seen", validate=False) if reader.has("bandit_seen") else None
-    state = state_for_campaign(lake_state, seen, arms, policy)
+    ctx = isinstance(policy, ContextualThompson)   # its reports and feedback keep the per-segment state beside its own
+    state = state_for_campaign(lake_state, seen, arms, feedback_policy(policy.reward) if ctx else policy)
     previous = reader.read("assignments") if reader.has("assignments") else None
     again = prior_wave(previous, campaign_id=campaign_id, wave=wave, policy=policy.name, holdout=holdout)
     if again is not None: return Wave(again, state, None, {}, guardrails=status, stopped=tuple(stopped))
@@ -321,6 +333,9 @@ def assign_wave(
         msg = (f"campaign '{campaign_id}' has no eligible customer left in wave {wave}: {audience.n_taken:,} were already emailed "
                "this wave by other campaigns; give the campaigns different audiences or priorities")
         raise ValueError(msg)
+    if ctx: return _contextual_wave(engine, reader, state, audience, arms, campaign_id=campaign_id, wave=wave, policy=policy, holdout=holdout,
+                                    seed=seed, window_days=window_days, first=lake_state is None or lake_state.filter(campaign_id=campaign_id).is_empty(),
+                                    status=status, stopped=tuple(stopped))
     rows = engine.assign(state, audience, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id).sort("customer_id")
     tables = {"assignments": rows}    # appended as a new part: the earlier waves are not rewritten
     if lake_state is None or lake_state.filter(campaign_id=campaign_id).is_empty(): tables["bandit_state"] = state.table
@@ -357,7 +372,127 @@ class PolarsEngine:
         return reader.check(table, df, pending=references, source=source)
     def update(self, state, events, *, reward, discount) -> BanditState:
         return update(state, events, reward=reward, discount=discount)
+    def context(self, reader, audience) -> tuple[pl.DataFrame, dt.date]:
+        customers, transactions = reader.read("customers"), reader.read("transactions")
+        day = feature_date(transactions["ordered_at"].max(), "")
+        return audience.customers.join(features(transactions, customers, as_of=day), on="customer_id", how="left"), day
     def __repr__(self): return "PolarsEngine()"
+
+# %% ../../nbs/35_waves.ipynb #538f374f
+def make_wave_policy(
+    name: str,      # a per-segment policy of `bandit.make_policy`, or contextual_thompson
+    **fields,       # its fields, as a run's parameters or a saved configuration give them
+):
+    "A wave's policy by name; a saved configuration's lists become the contextual policy's tuples; a field it lacks is an error naming it."
+    if name != ContextualThompson.name: return make_policy(name, **fields)
+    if fields.pop("floor", 0.0):
+        raise ValueError("policy 'contextual_thompson' has no field floor: every variant of a cell gets at least epsilon / its variants (field epsilon)")
+    known = {f.name for f in dataclasses.fields(ContextualThompson)}
+    if unknown := set(fields) - known:
+        raise ValueError(f"policy 'contextual_thompson' has no field(s) {', '.join(sorted(unknown))} (fields: {', '.join(sorted(known))})")
+    tupled = lambda x: tuple(tupled(y) for y in x) if isinstance(x, list) else x
+    return ContextualThompson(**{k: tupled(v) for k, v in fields.items()})
+
+# %% ../../nbs/35_waves.ipynb #9b5f25b3
+class ContextWave(NamedTuple):
+    "What a contextual wave was drawn from."
+    space: ContextSpace
+    stats: ContextStats        # the (cell, variant) statistics, the waves still pending counted by their arrived share
+    version: int               # the context_state version read (0: none yet)
+    weights: dict              # wave -> the arrived share of its reward, for the waves whose attribution window is still open
+    probs: np.ndarray          # (cells, variants): the allocation
+    features_as_of: dt.date    # the day the customers' features describe
+    cell: np.ndarray           # each audience customer's cell, in the order of the wave's rows
+
+# %% ../../nbs/35_waves.ipynb #00515404
+def context_space(reader: Reader, campaign_id: str) -> tuple[ContextSpace, ContextualThompson] | None:
+    "A contextual campaign's frozen space and the policy whose reward its statistics count; None for a campaign without one."
+    if not reader.has("context_space"): return None
+    row = reader.read("context_space", validate=False).filter(campaign_id=campaign_id)
+    if row.is_empty(): return None
+    config = json.loads(row["policy"][0])
+    return ContextSpace.from_json(row["space"][0]), make_wave_policy(config.pop("name"), **config)
+
+# %% ../../nbs/35_waves.ipynb #68e0f63b
+def context_rows(reader: Reader, campaign_id: str) -> tuple[pl.DataFrame, int]:
+    "The latest rows of each wave in a contextual campaign's state, and the state's version (0 when there is none)."
+    if not reader.has("context_state"): return pl.DataFrame(schema=TABLES["context_state"].schema), 0
+    own = reader.read("context_state", validate=False).filter(campaign_id=campaign_id)
+    if own.is_empty(): return own, 0
+    return own.filter(pl.col("version") == pl.col("version").max().over("wave")), int(own["version"].max())
+
+# %% ../../nbs/35_waves.ipynb #4b6a04fd
+def pending_weights(
+    reader: Reader,
+    campaign_id: str,
+    *,
+    at: dt.datetime,           # the time of the wave being drawn (naive UTC, as the tables store it)
+    window_days: float,        # the attribution window
+) -> dict:                     # wave -> arrived share, for the waves still pending
+    "The arrived share of each earlier wave's reward whose window is still open at `at`, from the closed waves' conversion delays."
+    if not reader.has("assignments"): return {}
+    sent = reader.read("assignments", validate=False, lazy=True).filter(campaign_id=campaign_id, arm="treatment")
+    age = (sent.group_by("wave").agg(sent_at=pl.col("assigned_at").min()).collect()
+           .with_columns(age=(pl.lit(at) - pl.col("sent_at")).dt.total_seconds() / 86400))
+    open_ = age.filter(pl.col("age") < window_days)
+    if open_.is_empty(): return {}
+    delays = np.array([])
+    if (closed := age.filter(pl.col("age") >= window_days)["wave"]).len() and reader.has("events"):
+        conv = reader.read("events", validate=False, lazy=True).filter(
+            (pl.col("campaign_id") == campaign_id) & (pl.col("event_type") == "conversion") & pl.col("wave").is_in(closed.implode()))
+        delays = (conv.join(sent.select("wave", "customer_id", "assigned_at"), on=["wave", "customer_id"])
+                  .select(d=(pl.col("occurred_at") - pl.col("assigned_at")).dt.total_seconds() / 86400).collect()["d"].to_numpy())
+    return {int(w): float(arrived_share(a, window_days, delays)) for w, a in open_.select("wave", "age").iter_rows()}
+
+# %% ../../nbs/35_waves.ipynb #ef5aabc6
+def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave, policy, holdout, seed, window_days, first, status, stopped) -> Wave:
+    "The contextual half of `assign_wave`: features, the frozen space, pending weights, the allocation over eligible pairs, keyed draws."
+    feats, day = engine.context(reader, audience)
+    feats = feats.sort("customer_id")   # the rows' order: the cells below line up with them
+    known = context_space(reader, campaign_id)
+    if known is None:
+        variants = reader.read("variants", validate=False).join(reader.read("arms", validate=False).filter(campaign_id=campaign_id)
+                                                                .select("variant_id").unique(), on="variant_id", how="semi")
+        space = fit_space(feats, variants, policy)
+    else:
+        space, counted = known
+        if (counted.reward, counted.reward_cap) != (policy.reward, policy.reward_cap):
+            raise ValueError(f"campaign '{campaign_id}': its contextual statistics count reward {counted.reward} capped at {counted.reward_cap:g}; "
+                             f"policy asks for {policy.reward} capped at {policy.reward_cap:g}: keep them, or start a new campaign id")
+    if unknown := sorted(set(arms["variant_id"].to_list()) - set(space.variants)):
+        raise ValueError(f"campaign '{campaign_id}': variant(s) {unknown[:5]} are not in its contextual space (fitted at its first wave): "
+                         "a campaign's variants are fixed once it runs contextually; start a new campaign id for a new catalogue")
+    per = space.n_cells // len(space.segments)
+    pairs = set(arms.select("segment", "variant_id").iter_rows())
+    eligible = np.array([[(space.segments[c // per], v) in pairs for v in space.variants] for c in range(space.n_cells)])
+    eligible[~eligible.any(axis=1)] = True   # a cell of a segment without arms has no customer in the audience: its row is never drawn from
+    rows_, version = context_rows(reader, campaign_id)
+    at = now().replace(tzinfo=None, microsecond=0)
+    weights = pending_weights(reader, campaign_id, at=at, window_days=window_days)
+    stats = stats_from_rows(space, rows_, weights)
+    probs = context_allocation(space, stats, policy, seed=seed, campaign_id=campaign_id, wave=wave, eligible=eligible)
+    cell = cells(space, feats)
+    ids = feats["customer_id"].to_numpy()
+    held, v, prop = assign_cells(probs, cell, ids, holdout=holdout, seed=seed, campaign_id=campaign_id, wave=wave)
+    names = pl.Series(space.variants, dtype=pl.String)
+    rows = pl.DataFrame({"customer_id": feats["customer_id"].cast(pl.Int64), "segment": feats["segment"].cast(pl.Int16),
+                         "arm": pl.Series(np.where(held, "holdout", "treatment")).cast(pl.Enum(ARMS)),
+                         "variant_id": names.gather(pl.Series(np.where(held, 0, v)).cast(pl.UInt32)).zip_with(pl.Series(~held), pl.Series([None], dtype=pl.String)),
+                         "propensity": prop}).with_columns(
+        campaign_id=pl.lit(campaign_id), wave=pl.lit(wave, pl.Int32), policy=pl.lit(policy.name), state_version=pl.lit(version, pl.Int64),
+        assigned_at=pl.lit(at, pl.Datetime("us"))).select(list(TABLES["assignments"].schema))
+    treated = pl.Series(~held)
+    tables = {"assignments": rows,
+              "context_cells": pl.DataFrame({"campaign_id": campaign_id, "wave": wave, "customer_id": feats["customer_id"].filter(treated),
+                                             "cell": pl.Series(cell).filter(treated)}, schema=TABLES["context_cells"].schema).sort("customer_id")}
+    if known is None:
+        config, text = json.dumps(dataclasses.asdict(policy), sort_keys=True), space.to_json()
+        tables["context_space"] = pl.DataFrame({"campaign_id": [campaign_id], "space_id": [pl.Series([text]).hash(0).cast(pl.String)[0]],
+                                                "space": [text], "policy": [config], "created_at": [at]}, schema=TABLES["context_space"].schema)
+    if first: tables["bandit_state"] = state.table
+    return Wave(rows, state, audience, tables, unanswered(reader, campaign_id=campaign_id, wave=wave),
+                append=Wave._field_defaults["append"] | {"context_cells"}, guardrails=status, stopped=stopped,
+                context=ContextWave(space, stats, version, weights, probs, day, cell))
 
 # %% ../../nbs/35_waves.ipynb #321ab429
 ALLOCATION_FILE = "allocation.json"   # the allocation record in a wave's run folder
@@ -561,11 +696,6 @@ def wave_rows(reader: Reader, *, campaign_id: str, wave: int) -> WaveRows:
     if rows.is_empty(): raise ValueError(f"wave {wave} of campaign '{campaign_id}' has no assignments: run the wave pipeline first")
     return WaveRows(assignments, rows, reader.read("variants"))
 
-# %% ../../nbs/35_waves.ipynb #108d5811
-def feedback_policy(reward: str) -> Policy:
-    "The policy whose prior a campaign's state starts from when feedback creates it: Beta for events, Gaussian for revenue."
-    return make_policy("thompson_gaussian" if reward == "revenue" else "thompson_beta", reward=reward)
-
 # %% ../../nbs/35_waves.ipynb #af2973d9
 class Feedback(NamedTuple):
     "A batch of a wave's events folded into the campaign's state."
@@ -573,9 +703,9 @@ class Feedback(NamedTuple):
     before: BanditState         # the campaign's state before the batch
     state: BanditState          # after it (the same when nothing was new)
     n_new: int                  # events the state had not folded in before
-    tables: dict                # the new rows of events, bandit_state, bandit_seen (and events_quarantine) to append together ({} when nothing changes)
+    tables: dict                # the new rows of events, bandit_state, bandit_seen (and events_quarantine, context_state) to append together ({} when nothing changes)
     quarantined: pl.DataFrame | None = None   # events that contradict the wave's assignments, with the rules they break
-    append: frozenset = frozenset({"events", "bandit_state", "bandit_seen", "events_quarantine"})   # `tables` hold only new rows
+    append: frozenset = frozenset({"events", "bandit_state", "bandit_seen", "events_quarantine", "context_state"})   # `tables` hold only new rows
 
 # %% ../../nbs/35_waves.ipynb #cec8546b
 class FeedbackError(ValueError):
@@ -631,6 +761,34 @@ def contradictions(
                                                        separator="; ", ignore_nulls=True))
     return broken.filter(pl.col("failed_rules") != "").select(*events.columns, "failed_rules")
 
+# %% ../../nbs/35_waves.ipynb #5e6bbd82
+def context_update(
+    reader: Reader,
+    campaign_id: str,
+    assignments: pl.DataFrame,  # the campaign's assignments
+    events: pl.DataFrame,       # every event of the campaign, this batch's included
+    waves: list[int],           # the waves the batch touches
+) -> dict:                      # {"context_state": new rows}, or {} (no contextual space, or nothing changed)
+    "A contextual campaign's statistics for the touched waves, from their treated customers' cells and all their conversions."
+    known = context_space(reader, campaign_id)
+    if known is None or not reader.has("context_cells"): return {}
+    space, policy = known
+    in_waves = pl.col("wave").is_in(pl.Series(waves, dtype=pl.Int32).implode())
+    cells_ = reader.read("context_cells", validate=False).filter(pl.col("campaign_id") == campaign_id, in_waves)
+    sends = (assignments.filter(in_waves & (pl.col("arm") == "treatment")).select("wave", "customer_id", "variant_id")
+             .join(cells_.select("wave", "customer_id", "cell"), on=["wave", "customer_id"]))
+    conv = events.filter(in_waves & (pl.col("event_type") == "conversion")).select("wave", "customer_id", "revenue")
+    fresh = [wave_stats(g, conv.filter(wave=w), policy).with_columns(wave=pl.lit(w, pl.Int32)) for (w,), g in sends.group_by("wave")]
+    if not fresh: return {}
+    latest, version = context_rows(reader, campaign_id)
+    cols = ["wave", "cell", "variant_id", "n", "reward_sum", "reward_sq_sum"]
+    new = pl.concat(fresh).select(cols).sort("wave", "cell", "variant_id")
+    old = latest.filter(in_waves).select(cols).sort("wave", "cell", "variant_id")
+    if new.equals(old): return {}
+    stamp = now().replace(tzinfo=None, microsecond=0)
+    return {"context_state": new.with_columns(campaign_id=pl.lit(campaign_id), version=pl.lit(version + 1, pl.Int64),
+                                              updated_at=pl.lit(stamp, pl.Datetime("us"))).select(list(TABLES["context_state"].schema))}
+
 # %% ../../nbs/35_waves.ipynb #434e5b21
 def fold_feedback(
     engine: Engine,
@@ -642,7 +800,7 @@ def fold_feedback(
     discount: float = 1.0,      # weight older evidence keeps: 1 keeps everything
 ) -> Feedback:
     """Check a wave's events (their campaign and wave, their contract, against the assignments) and fold the new ones into the
-    campaign's next state version; events the assignments rule out are set aside in `events_quarantine`, not folded.
+    campaign's next state version (and a contextual campaign's statistics); events the assignments rule out are set aside in `events_quarantine`, not folded.
     Late events of an earlier wave of the campaign are checked against that wave's assignments and credited to it."""
     campaign_id, w = str(wave.rows["campaign_id"][0]), int(wave.rows["wave"][0])
     old_events = reader.read("events", validate=False) if reader.has("events") else None
@@ -668,6 +826,8 @@ def fold_feedback(
     tables = {"events": events.join(old_events.select("event_id"), on="event_id", how="anti").sort("event_id"),
               "bandit_state": new.table,
               "bandit_seen": new.seen.join(old_seen.select("event_id"), on="event_id", how="anti").sort("campaign_id", "event_id")}
+    everything = pl.concat([old_events.filter(campaign_id=campaign_id), events]).unique("event_id", keep="first")
+    tables |= context_update(reader, campaign_id, own, everything, sorted(set(events["wave"].to_list())))
     return Feedback(events, state, new, n_new, tables | quarantine, bad)
 
 def _quarantine(reader: Reader, bad: pl.DataFrame) -> dict:
