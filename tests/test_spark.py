@@ -1,7 +1,7 @@
 """The Spark engine through the pipelines: the same answers as the polars engine, clear failures.
 
 One small project is prepared once (synthetic chain, champion segmenter, both demo campaigns'
-variants) and copied: the copy runs segment_apply, wave and feedback with `engine=spark`, the
+variants) and copied: the copy runs segment_apply, wave (per segment and contextual) and feedback with `engine=spark`, the
 original with `engine=polars`, and the lake tables must agree. Spark runs on `local[2]` (Java 17 is
 on the machine; `make test` installs the `spark` extra).
 """
@@ -86,11 +86,16 @@ def test_spark_pipelines_give_the_polars_answers(pair):
         # wave 1 after the feedback: the customers the CRM reported unsubscribing are left out on both engines
         ok(cli(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=1", "-p", "engine=polars", at=ANSWERED))
         ok(cli(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=1", "-p", f"engine={engine}", at=ANSWERED))
+        # a contextual wave: the customers' features computed on Spark, the same cells and keyed draws
+        ok(cli(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=2", "-p", "policy=contextual_thompson", "-p", "reward=revenue",
+               "-p", f"engine={engine}", at=ANSWERED))
     same = lambda t, drop, keys: read_table(a / "lake", t).drop(drop).sort(keys).equals(read_table(b / "lake", t).drop(drop).sort(keys))
     assert same("segments", "assigned_at", "customer_id")                              # the same segment labels
     pa, pb = (read_table(r / "lake", "segment_profiles") for r in (a, b))
     assert pa.select("segment", "name", "n_customers").equals(pb.select("segment", "name", "n_customers"))
     assert same("assignments", "assigned_at", ["campaign_id", "wave", "customer_id"])  # the same assignments, customer by customer
+    assert read_table(b / "lake", "assignments").filter(wave=2)["policy"].unique().to_list() == ["contextual_thompson"]
+    assert same("context_cells", [], ["campaign_id", "wave", "customer_id"]) and same("context_space", "created_at", "campaign_id")
     from campaign_lab.waves import programme_holdout
     ids = read_table(b / "lake", "assignments")["customer_id"].to_numpy()
     assert len(ids) and not programme_holdout(ids, share=0.05, seed=11).any()          # the programme holdout, kept out on both engines
@@ -102,7 +107,7 @@ def test_spark_pipelines_give_the_polars_answers(pair):
     assert same("bandit_seen", [], ["campaign_id", "event_id"])
     manifests = [json.loads(p.read_text()) for p in (b / "runs").glob("*/manifest.json")]
     manifests = [m for m in manifests if m["metrics"].get("engine") == "spark"]
-    assert sorted(m["pipeline"] for m in manifests) == ["feedback", "segment_apply", "wave", "wave"]
+    assert sorted(m["pipeline"] for m in manifests) == ["feedback", "segment_apply", "wave", "wave", "wave"]
     gone = read_table(b / "lake", "events").filter(pl.col("event_type").cast(pl.String).is_in(["unsubscribe", "complaint"]), campaign_id="spring_menu")
     w1 = read_table(b / "lake", "assignments").filter(wave=1)
     assert gone.height and w1.height and w1.join(gone.select("customer_id"), on="customer_id", how="semi").is_empty()

@@ -132,6 +132,30 @@ def _campaign(segments: pl.DataFrame, rng: np.random.Generator) -> dict[str, pl.
     return {"campaigns": campaigns, "variants": variants, "arms": arms, "assignments": assignments, "events": events, "decisions": decisions,
             "bandit_seen": events.select("campaign_id", "event_id"), "bandit_state": state}
 
+# %% ../../nbs/03_samples.ipynb #3e7dcee8
+_CONTEXT_POLICY = {"context": [], "draws": 64, "epsilon": 0.02, "exploration": 0.5, "factors": ["tonality"], "name": "contextual_thompson",
+                   "prior_precision": 1.0, "reward": "conversion", "reward_cap": 100.0}
+
+def _context(assignments: pl.DataFrame, events: pl.DataFrame, variants: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    "context_space, context_cells and context_state of the sample wave: one cell per segment, the tonality as the factor."
+    import json
+    segs = sorted(assignments["segment"].unique().to_list())
+    tones = sorted(set(variants["tonality"].to_list()))
+    space = {"segments": segs, "edges": [], "variants": variants["variant_id"].sort().to_list(), "levels": [["tonality", tones]],
+             "codes": [[tones.index(t) for t in variants.sort("variant_id")["tonality"].to_list()]]}
+    text = json.dumps(space)
+    treated = assignments.filter(arm="treatment").with_columns(cell=pl.col("segment").cast(pl.Int32).replace_strict(segs, list(range(len(segs))), return_dtype=pl.Int32))
+    won = events.filter(event_type="conversion").select("customer_id").unique().with_columns(r=pl.lit(1.0))
+    state = (treated.join(won, on="customer_id", how="left").group_by("cell", "variant_id")
+             .agg(n=pl.len().cast(pl.Int64), reward_sum=pl.col("r").fill_null(0.0).sum(), reward_sq_sum=pl.col("r").fill_null(0.0).sum())
+             .select(campaign_id=pl.lit("spring"), version=pl.lit(1, pl.Int64), wave=pl.lit(0, pl.Int32), cell="cell", variant_id="variant_id",
+                     n="n", reward_sum="reward_sum", reward_sq_sum="reward_sq_sum", updated_at=pl.lit(_AT + dt.timedelta(days=1), pl.Datetime("us")))
+             .sort("cell", "variant_id"))
+    return {"context_space": pl.DataFrame({"campaign_id": ["spring"], "space_id": [f"{pl.Series([text]).hash(0)[0]}"], "space": [text],
+                                           "policy": [json.dumps(_CONTEXT_POLICY, sort_keys=True)], "created_at": [_AT]},
+                                          schema=TABLES["context_space"].schema),
+            "context_cells": treated.select("campaign_id", "wave", "customer_id", "cell").sort("customer_id"), "context_state": state}
+
 # %% ../../nbs/03_samples.ipynb #dc97711c
 def sample_tables(
     n_customers: int = 300,  # customers in the sample chain
@@ -147,4 +171,5 @@ def sample_tables(
                              "segment": pl.Series(rng.integers(0, 8, n_customers), dtype=pl.Int16),
                              "assigned_at": pl.Series([_AT] * n_customers, dtype=pl.Datetime("us"))})
     return {"customers": customers, "transactions": transactions, "customer_truth": truth, "response_model": response_model,
-            "segments": segments, "segment_profiles": _profiles(transactions, segments, "seg-v1"), **_campaign(segments, rng)}
+            "segments": segments, "segment_profiles": _profiles(transactions, segments, "seg-v1"), **(c := _campaign(segments, rng)),
+            **_context(c["assignments"], c["events"], c["variants"])}

@@ -18,7 +18,7 @@ from .lift import anytime_valid, compare
 
 # %% auto #0
 __all__ = ['true_rates', 'simulate', 'compare_policies', 'off_policy_value', 'policy_value', 'peeking_coverage',
-           'capture_by_wave']
+           'capture_by_wave', 'late_orders']
 
 # %% ../../nbs/46_simulate.ipynb #8c7ba55a
 def true_rates(
@@ -156,6 +156,25 @@ def peeking_coverage(
         for k in held: held[k] += bool(ok[k])
     return {k: v / sims for k, v in held.items()} | {"sims": sims, "looks": waves}
 
+# %% ../../nbs/46_simulate.ipynb #4b29cd4d
+def _scorer(truth: pl.DataFrame, variants: pl.DataFrame, ids: np.ndarray, *, seed: int, eval_customers: int, scale: float = 1.0):
+    """What `capture_by_wave` and `late_orders` score with: each (customer, variant)'s expected revenue from the response model, the
+    evaluation customers' matrix of it with its uniform and per-customer-best means, a wave's row and its drawn outcomes."""
+    def value(tr, var) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = response_probabilities(tr, var["tonality"], var["offer_type"], var["offer_value"])
+        return (p["p_conversion"] * p["revenue_if_converted"]).to_numpy(), p["p_conversion"].to_numpy(), p["revenue_if_converted"].to_numpy()
+    ev = np.sort(np.argsort(keyed_uniform(seed, stream_key("capture", "eval"), ids))[:eval_customers])
+    R = scale * value(truth[ev].join(variants, how="cross"), truth[ev].join(variants, how="cross"))[0].reshape(len(ev), variants.height)
+    uniform, best = R.mean(1).mean(), R.max(1).mean()
+    def row(name, w, pi):   # pi: (len(ev), V) the allocation each evaluation customer faces
+        v = float((pi * R).sum(1).mean())
+        return {"policy": name, "wave": w, "value": v, "captured": (v - uniform) / (best - uniform), "regret": best - v}
+    def outcome(w, rows, vidx):
+        _, pc, rev = value(truth[rows], variants[vidx])
+        conv = keyed_uniform(seed, stream_key("capture", w, "outcome"), ids[rows]) < pc
+        return np.where(conv, rev, 0.0)
+    return value, row, outcome, ev
+
 # %% ../../nbs/46_simulate.ipynb #52fe51dc
 def capture_by_wave(
     truth: pl.DataFrame,       # customer_truth rows of the audience, with their `segment`
@@ -173,21 +192,9 @@ def capture_by_wave(
     as the share of the gain of the per-customer best variant over uniform that it captures."""
     truth, features, variants = truth.sort("customer_id"), features.sort("customer_id"), variants.sort("variant_id")
     if not truth["customer_id"].equals(features["customer_id"]): raise ValueError("capture_by_wave: truth and features must hold the same customers")
-    V, ids, vid = variants.height, features["customer_id"].to_numpy(), variants["variant_id"].to_numpy()
-    def value(tr, var) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        p = response_probabilities(tr, var["tonality"], var["offer_type"], var["offer_value"])
-        return (p["p_conversion"] * p["revenue_if_converted"]).to_numpy(), p["p_conversion"].to_numpy(), p["revenue_if_converted"].to_numpy()
-    ev = np.sort(np.argsort(keyed_uniform(seed, stream_key("capture", "eval"), ids))[:eval_customers])
-    R = value(truth[ev].join(variants, how="cross"), truth[ev].join(variants, how="cross"))[0].reshape(len(ev), V)
-    uniform, best = R.mean(1).mean(), R.max(1).mean()
+    ids, vid = features["customer_id"].to_numpy(), variants["variant_id"].to_numpy()
+    value, row, outcome, ev = _scorer(truth, variants, ids, seed=seed, eval_customers=eval_customers)
     segs = features["segment"].to_numpy()
-    def row(name, w, pi):   # pi: (len(ev), V) the allocation each evaluation customer faces
-        v = float((pi * R).sum(1).mean())
-        return {"policy": name, "wave": w, "value": v, "captured": (v - uniform) / (best - uniform)}
-    def outcome(w, rows, vidx):
-        _, pc, rev = value(truth[rows], variants[vidx])
-        conv = keyed_uniform(seed, stream_key("capture", w, "outcome"), ids[rows]) < pc
-        return np.where(conv, rev, 0.0)
     out = []
     for name, pol in policies.items():
         if isinstance(pol, contextual.ContextualThompson):
@@ -216,3 +223,53 @@ def capture_by_wave(
             rev = outcome(w, rows, vidx)
             state = update(state, _events(a, rev > 0, rev), reward="revenue")
     return pl.DataFrame(out)
+
+# %% ../../nbs/46_simulate.ipynb #fac9e060
+def late_orders(
+    truth: pl.DataFrame,       # customer_truth rows of the audience, with their `segment`
+    features: pl.DataFrame,    # customer_id, segment and the behavioural features
+    variants: pl.DataFrame,    # the campaign's variants
+    policy: contextual.ContextualThompson,
+    *,
+    waves: int = 6,
+    every_days: float = 3.0,   # days between waves
+    window_days: float = 7.0,  # the attribution window
+    mean_delay_days: float | None = None,   # exponential delays with this mean; None: uniform over the window
+    seed: int = 0,
+    holdout: float = 0.1,
+    eval_customers: int = 3000,
+) -> pl.DataFrame:             # strategy, wave, value, captured, regret (per send, against the per-customer best)
+    "The contextual policy wave after wave while earlier waves' orders are still arriving, under three ways of counting pending sends."
+    truth, features, variants = truth.sort("customer_id"), features.sort("customer_id"), variants.sort("variant_id")
+    ids, vid = features["customer_id"].to_numpy(), variants["variant_id"].to_numpy()
+    inside = 1.0 if mean_delay_days is None else 1 - np.exp(-window_days / mean_delay_days)   # the share of orders a window catches
+    value, row, outcome, ev = _scorer(truth, variants, ids, seed=seed, eval_customers=eval_customers, scale=inside)
+    space = contextual.fit_space(features, variants, policy)
+    cell = contextual.cells(space, features)
+    empty = pl.DataFrame(schema={"wave": pl.Int32, "cell": pl.Int32, "variant_id": pl.String, "n": pl.Int64, "reward_sum": pl.Float64,
+                                 "reward_sq_sum": pl.Float64})
+    out = []
+    for strategy in ("pending as failure", "wait for the window", "credit by arrived share"):
+        sent = {}    # wave -> treated rows, their variants, their rewards (inside the window), their delays
+        for w in range(waves):
+            parts, closed, ages = [], [], {}
+            for u, (t, v, rew, d) in sent.items():
+                age = (w - u) * every_days
+                if strategy == "wait for the window" and age < window_days: continue
+                arrived = (rew > 0) & (d <= age)
+                parts.append(contextual.wave_stats(pl.DataFrame({"customer_id": ids[t], "variant_id": vid[v], "cell": cell[t]}),
+                                                   pl.DataFrame({"customer_id": ids[t][arrived], "revenue": rew[arrived]}), policy)
+                             .with_columns(wave=pl.lit(u, pl.Int32)))
+                if age >= window_days: closed.append(d[rew > 0])
+                elif strategy == "credit by arrived share": ages[u] = age
+            delays = np.concatenate(closed) if closed else np.array([])
+            weights = {u: float(contextual.arrived_share(a, window_days, delays)) for u, a in ages.items()}
+            st = contextual.stats_from_rows(space, pl.concat(parts).select(empty.columns) if parts else empty, weights)
+            p = contextual.allocation(space, st, policy, seed=seed, campaign_id="late", wave=w)
+            out.append(row(strategy, w, p[cell[ev]]))
+            h, v, _ = contextual.assign_cells(p, cell, ids, holdout=holdout, seed=seed, campaign_id="late", wave=w)
+            t = np.flatnonzero(~h)
+            u_ = keyed_uniform(seed, stream_key("late", w, "delay"), ids[t])
+            d = window_days * u_ if mean_delay_days is None else -mean_delay_days * np.log1p(-u_)
+            sent[w] = (t, v[t], np.where(d < window_days, outcome(w, t, v[t]), 0.0), d)
+    return pl.DataFrame(out).rename({"policy": "strategy"})

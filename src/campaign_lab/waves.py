@@ -491,7 +491,7 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
                                                 "space": [text], "policy": [config], "created_at": [at]}, schema=TABLES["context_space"].schema)
     if first: tables["bandit_state"] = state.table
     return Wave(rows, state, audience, tables, unanswered(reader, campaign_id=campaign_id, wave=wave),
-                append=Wave._field_defaults["append"] | {"context_cells"}, guardrails=status, stopped=stopped,
+                append=Wave._field_defaults["append"] | {"context_cells", "context_space"}, guardrails=status, stopped=stopped,
                 context=ContextWave(space, stats, version, weights, probs, day, cell))
 
 # %% ../../nbs/35_waves.ipynb #321ab429
