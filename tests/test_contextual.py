@@ -115,9 +115,10 @@ def _run(root, *args, at):
 
 @pytest.mark.slow
 def test_contextual_waves_through_the_pipelines(project):
-    """Two contextual waves of spring_menu through the wave, export and feedback pipelines on a synthetic chain: the space is
-    fitted once, every propensity is the logged cell's probability, feedback writes the statistics, and wave 1, drawn 3 days
-    after wave 0 with its 7-day window open, counts wave 0's sends by the share of their orders arrived."""
+    """Contextual waves of spring_menu through the wave, export and feedback pipelines on a synthetic chain: the space is
+    fitted once, every propensity is the logged cell's probability, feedback writes the statistics, wave 1, drawn 3 days
+    after wave 0 with its 7-day window open, counts wave 0's sends by the share of their orders arrived, and weighs itself
+    against the per-segment baseline before sending; its configuration, promoted as champion, draws wave 2."""
     import datetime as dt
     import nbformat
     from conftest import world_answers
@@ -161,6 +162,15 @@ def test_contextual_waves_through_the_pipelines(project):
     report = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 1)
     text = "\n".join(o.get("text", "") or str(o.get("data", {}).get("text/markdown", "")) for c in nbformat.read(report, 4).cells for o in c.get("outputs", []))
     assert "contextual model's statistics version 1" in text and "wave 0 at" in text, text[:2000]
+    cc = pl.read_csv(report.parent / "champion_challenger.csv")          # weighed before sending, on wave 0's logged sends
+    assert cc["policy"].to_list() == ["contextual_thompson (this wave)", "per-segment thompson (baseline)"] and (cc["sends"] > 0).all()
+    # promotion by alias: wave 1's configuration as champion draws wave 2
+    _run(root, "promote", "policy", report.parent.name, "--alias", "champion", at=t1)
+    _run(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=2", "-p", "policy=champion", at="2026-11-08T09:00:00")
+    w2 = read_table(lake, "assignments").filter(wave=2)
+    assert (w2["policy"] == "contextual_thompson").all() and read_table(lake, "context_space").height == 1
+    r2 = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 2)
+    assert "promoted as 'champion'" in "\n".join(str(o) for c in nbformat.read(r2, 4).cells for o in c.get("outputs", []))
 
 
 def json_wave(report):

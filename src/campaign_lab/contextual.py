@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .bandit import invert_cdf
 from .draws import keyed_uniforms, stream_key
+from .variants import Costs, offer_margin
 
 # %% auto #0
 __all__ = ['REWARDS', 'FACTORS', 'ContextualThompson', 'variant_levels', 'ContextSpace', 'fit_space', 'cells', 'cell_design',
@@ -24,7 +25,7 @@ __all__ = ['REWARDS', 'FACTORS', 'ContextualThompson', 'variant_levels', 'Contex
            'assign_cells', 'wave_stats', 'arrived_share', 'stats_from_rows']
 
 # %% ../../nbs/32_contextual.ipynb #6f8857ec
-REWARDS = ("conversion", "revenue")   # margin (revenue minus the offer's cost from the spec's cost model) is not built yet
+REWARDS = ("conversion", "revenue", "margin")   # margin: what was paid less the offer's cost, from the spec's cost model
 FACTORS = ("tonality", "offer", "subject_template", "cta")   # offer: the offer type with its value (percent 20, dollars 5, ...)
 
 def _check(ok: bool, name: str, field: str, msg: str):
@@ -33,13 +34,13 @@ def _check(ok: bool, name: str, field: str, msg: str):
 @dataclasses.dataclass(frozen=True)
 class ContextualThompson:
     "Thompson sampling on a Bayesian linear model of a send's reward: the customer's context crossed with the variant's factors."
-    reward: str = "revenue"        # conversion, or revenue: what the customer paid, net of the discount
+    reward: str = "revenue"        # conversion; revenue: what the customer paid, net of the discount; or margin (`variants.offer_margin`)
     context: tuple = (("avg_ticket", 4), ("offer_share", 2), ("recency_days", 2))   # (feature, quantile bins) beside the segment
     factors: tuple = FACTORS       # the variant's factors the model shares across
     prior_precision: float = 1.0   # ridge prior: every coefficient ~ N(0, noise variance / prior_precision)
     draws: int = 64                # posterior draws, shared by every context cell
     epsilon: float = 0.02          # share spread evenly over a cell's variants: every propensity >= epsilon / variants
-    reward_cap: float = 100.0      # a send's reward counts at most this much (a catering order must not hijack the posterior)
+    reward_cap: float = 100.0      # a send's reward counts at most this much, a margin at least minus this (a catering order must not hijack the posterior)
     exploration: float = 0.5       # posterior sd multiplier in the draws: 1 is plain Thompson sampling; below 1 explores less
     name: str = "contextual_thompson"
     def __post_init__(self):
@@ -164,8 +165,8 @@ def update_stats(
     v = new["variant_id"].cast(pl.Enum(list(space.variants))).to_physical().cast(pl.Int64).to_numpy()
     c = new["cell"].cast(pl.Int64).to_numpy()
     if ((c < 0) | (c >= space.n_cells)).any(): raise ValueError(f"sends: cell out of range [0, {space.n_cells})")
-    r = np.minimum(new["reward"].cast(pl.Float64).fill_null(0.0).to_numpy(), policy.reward_cap)
-    if (r < 0).any(): raise ValueError(f"sends: negative reward for a {policy.reward} reward")
+    r = np.clip(new["reward"].cast(pl.Float64).fill_null(0.0).to_numpy(), -policy.reward_cap, policy.reward_cap)
+    if policy.reward != "margin" and (r < 0).any(): raise ValueError(f"sends: negative reward for a {policy.reward} reward")
     at, size, shape = c * len(space.variants) + v, stats.n.size, stats.n.shape
     add = lambda w: np.bincount(at, weights=w, minlength=size).reshape(shape)   # one pass per sum (np.add.at is slower)
     return ContextStats(stats.n + add(None), stats.s + add(r), stats.ss + add(r * r), pl.concat([stats.seen, new["send_id"]]))
@@ -205,7 +206,11 @@ def allocation(
     eligible: np.ndarray | None = None,   # (cells, variants) bool: which variants a cell may get (its segment's arms); all when None
 ) -> np.ndarray:                          # (cells, variants): each cell's probabilities, summing to 1 over its eligible variants
     """Thompson sampling with draws shared by all cells: K coefficient vectors from the posterior, and in each cell the share
-    of the draws under which a variant scores best, mixed with epsilon spread evenly. Exact: this is the procedure."""
+    of the draws under which a variant scores best, mixed with epsilon spread evenly; with no data yet, every eligible variant
+    equally (the first wave explores evenly, and any later policy can be judged on it). Exact: this is the procedure."""
+    ok = np.ones((space.n_cells, len(space.variants)), bool) if eligible is None else np.asarray(eligible, bool)
+    if not ok.any(axis=1).all(): raise ValueError("allocation: a cell has no eligible variant")
+    if stats.n.sum() == 0: return ok / ok.sum(axis=1, keepdims=True)   # no data: every draw from the prior would pick winners at random
     post = posterior(space, stats, policy)
     Z, F = cell_design(space), variant_design(space)
     dz, dv = Z.shape[1], F.shape[1]
@@ -214,8 +219,6 @@ def allocation(
     theta = post.mean[:, None] + policy.exploration * np.sqrt(post.noise) * linalg.solve_triangular(post.chol.T, eps, lower=False)
     T = np.einsum("ca,aik->kci", Z, theta.reshape(dz, dv, policy.draws), optimize=True)   # (K, cells, dv)
     scores = T @ F.T                                                                         # (K, cells, variants)
-    ok = np.ones((space.n_cells, len(space.variants)), bool) if eligible is None else np.asarray(eligible, bool)
-    if not ok.any(axis=1).all(): raise ValueError("allocation: a cell has no eligible variant")
     scores = np.where(ok[None], scores, -np.inf)
     best = scores.argmax(axis=2)                                                             # (K, cells)
     counts = np.zeros(ok.shape)
@@ -248,18 +251,22 @@ def assign_cells(
 
 # %% ../../nbs/32_contextual.ipynb #9170088a
 def wave_stats(
-    sends: pl.DataFrame,        # customer_id, variant_id, cell: a wave's treated customers
+    sends: pl.DataFrame,        # customer_id, variant_id, cell (and offer_type, offer_value for margin): a wave's treated customers
     conversions: pl.DataFrame,  # customer_id, revenue: the wave's conversion events so far
     policy: ContextualThompson,
+    costs: Costs = Costs(),     # the campaign's cost model (margin)
 ) -> pl.DataFrame:              # cell, variant_id, n, reward_sum, reward_sq_sum
-    "A wave's statistics per (cell, variant): each send's reward from its conversions (1 for any, or their revenue, capped), summed."
-    missing = [c for c in ("customer_id", "variant_id", "cell") if c not in sends.columns] + [
-        f"conversions.{c}" for c in ("customer_id", "revenue") if c not in conversions.columns]
+    "A wave's statistics per (cell, variant): each send's reward from its conversions (1 for any, their revenue or their margin, capped), summed."
+    need = ("customer_id", "variant_id", "cell") + (("offer_type", "offer_value") if policy.reward == "margin" else ())
+    missing = [c for c in need if c not in sends.columns] + [f"conversions.{c}" for c in ("customer_id", "revenue") if c not in conversions.columns]
     if missing: raise ValueError(f"wave_stats: missing column(s) {', '.join(missing)}")
-    per = conversions.group_by("customer_id").agg(r=pl.col("revenue").sum() if policy.reward == "revenue" else pl.lit(1.0))
-    r = pl.col("r").fill_null(0.0).clip(upper_bound=policy.reward_cap)
-    return (sends.select("customer_id", "variant_id", pl.col("cell").cast(pl.Int32)).join(per, on="customer_id", how="left")
-            .group_by("cell", "variant_id").agg(n=pl.len().cast(pl.Int64), reward_sum=r.sum(), reward_sq_sum=(r * r).sum())
+    per = conversions.group_by("customer_id").agg(r=pl.col("revenue").sum() if policy.reward != "conversion" else pl.lit(1.0))
+    j = sends.select(*need).with_columns(pl.col("cell").cast(pl.Int32)).join(per, on="customer_id", how="left")
+    if policy.reward == "margin":   # only a converted send has a margin; one that did not convert earns 0
+        m = offer_margin(j["r"].fill_null(0.0), j["offer_type"].to_numpy(), j["offer_value"], costs)
+        j = j.with_columns(r=pl.when(pl.col("r").is_not_null()).then(pl.Series(m)))
+    r = pl.col("r").fill_null(0.0).clip(-policy.reward_cap, policy.reward_cap)
+    return (j.group_by("cell", "variant_id").agg(n=pl.len().cast(pl.Int64), reward_sum=r.sum(), reward_sq_sum=(r * r).sum())
             .sort("cell", "variant_id"))
 
 # %% ../../nbs/32_contextual.ipynb #9364d0ea

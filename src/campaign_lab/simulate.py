@@ -14,6 +14,7 @@ from . import contextual
 from .bandit import Policy, ThompsonBeta, ThompsonGaussian, UCB1, EpsilonGreedy, Uniform, allocation, assign, init_state, update
 from .draws import keyed_uniform, stream_key
 from .synth import ResponseModel, response_probabilities
+from .variants import Costs, offer_margin
 from .lift import anytime_valid, compare
 
 # %% auto #0
@@ -157,43 +158,56 @@ def peeking_coverage(
     return {k: v / sims for k, v in held.items()} | {"sims": sims, "looks": waves}
 
 # %% ../../nbs/46_simulate.ipynb #4b29cd4d
-def _scorer(truth: pl.DataFrame, variants: pl.DataFrame, ids: np.ndarray, *, seed: int, eval_customers: int, scale: float = 1.0):
-    """What `capture_by_wave` and `late_orders` score with: each (customer, variant)'s expected revenue from the response model, the
-    evaluation customers' matrix of it with its uniform and per-customer-best means, a wave's row and its drawn outcomes."""
+def _scorer(truth: pl.DataFrame, variants: pl.DataFrame, ids: np.ndarray, *, seed: int, eval_customers: int, scale: float = 1.0,
+            costs: Costs = Costs()):
+    """What `capture_by_wave` and `late_orders` score with: the evaluation customers' expected conversions, revenue and margin
+    (`variants.offer_margin`) per send of every variant, with their uniform and per-customer-best means; a wave's row (revenue
+    first: `value`, `captured`, `regret`; and `captured_conversion`, `captured_margin`); its drawn outcomes; a policy's reward of them."""
     def value(tr, var) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = response_probabilities(tr, var["tonality"], var["offer_type"], var["offer_value"])
         return (p["p_conversion"] * p["revenue_if_converted"]).to_numpy(), p["p_conversion"].to_numpy(), p["revenue_if_converted"].to_numpy()
     ev = np.sort(np.argsort(keyed_uniform(seed, stream_key("capture", "eval"), ids))[:eval_customers])
-    R = scale * value(truth[ev].join(variants, how="cross"), truth[ev].join(variants, how="cross"))[0].reshape(len(ev), variants.height)
-    uniform, best = R.mean(1).mean(), R.max(1).mean()
+    pairs = truth[ev].join(variants, how="cross")
+    rev, pc, paid = value(pairs, pairs)
+    R = {"revenue": rev, "conversion": pc, "margin": pc * offer_margin(paid, pairs["offer_type"].to_numpy(), pairs["offer_value"], costs)}
+    R = {k: scale * v.reshape(len(ev), variants.height) for k, v in R.items()}
+    ends = {k: (r.mean(1).mean(), r.max(1).mean()) for k, r in R.items()}   # uniform, per-customer best
     def row(name, w, pi):   # pi: (len(ev), V) the allocation each evaluation customer faces
-        v = float((pi * R).sum(1).mean())
-        return {"policy": name, "wave": w, "value": v, "captured": (v - uniform) / (best - uniform), "regret": best - v}
+        got = {k: float((pi * r).sum(1).mean()) for k, r in R.items()}
+        share = {k: (got[k] - u) / (b - u) for k, (u, b) in ends.items()}
+        return {"policy": name, "wave": w, "value": got["revenue"], "captured": share["revenue"], "regret": ends["revenue"][1] - got["revenue"],
+                "captured_conversion": share["conversion"], "captured_margin": share["margin"]}
     def outcome(w, rows, vidx):
         _, pc, rev = value(truth[rows], variants[vidx])
         conv = keyed_uniform(seed, stream_key("capture", w, "outcome"), ids[rows]) < pc
         return np.where(conv, rev, 0.0)
-    return value, row, outcome, ev
+    def reward(kind, paid, vidx):   # what a policy learns from: a conversion, the revenue, or the margin of a converted send
+        if kind == "conversion": return (paid > 0).astype(float)
+        if kind == "margin": return np.where(paid > 0, offer_margin(paid, variants["offer_type"].to_numpy()[vidx], variants["offer_value"].gather(vidx), costs), 0.0)
+        return paid
+    return value, row, outcome, reward, ev
 
 # %% ../../nbs/46_simulate.ipynb #52fe51dc
 def capture_by_wave(
     truth: pl.DataFrame,       # customer_truth rows of the audience, with their `segment`
     features: pl.DataFrame,    # customer_id, segment and the behavioural features as of the campaign's start
     variants: pl.DataFrame,    # the campaign's variants
-    policies: dict,            # name -> a ContextualThompson, a bandit Policy on revenue, or Uniform
+    policies: dict,            # name -> a ContextualThompson, a bandit Policy on revenue, Uniform, or an object with a `reward` and
+                               # probabilities(features, wave) -> (n, variants), choose(features, wave) -> variant indices, learn(features, variants, rewards)
     *,
     waves: int = 3,
     seed: int = 0,
     holdout: float = 0.1,
     eval_customers: int = 3000,   # customers on whom every variant's expected revenue is computed, to score each wave's allocation
-) -> pl.DataFrame:             # policy, wave, value (expected revenue per send), captured (share of the best achievable gain over uniform)
+) -> pl.DataFrame:             # policy, wave, value (expected revenue per send), captured (share of the best achievable gain over uniform), captured_conversion, captured_margin
     """Run each policy wave after wave against the synthetic chain's per-customer truth: the audience is emailed every wave,
     outcomes are drawn from the response model; each wave's allocation is scored by the expected revenue per send it buys,
-    as the share of the gain of the per-customer best variant over uniform that it captures."""
+    as the share of the gain of the per-customer best variant over uniform that it captures (and the same on conversions and
+    margin, each against its own per-customer best). A contextual policy learns from its own reward; the others from revenue."""
     truth, features, variants = truth.sort("customer_id"), features.sort("customer_id"), variants.sort("variant_id")
     if not truth["customer_id"].equals(features["customer_id"]): raise ValueError("capture_by_wave: truth and features must hold the same customers")
     ids, vid = features["customer_id"].to_numpy(), variants["variant_id"].to_numpy()
-    value, row, outcome, ev = _scorer(truth, variants, ids, seed=seed, eval_customers=eval_customers)
+    value, row, outcome, reward, ev = _scorer(truth, variants, ids, seed=seed, eval_customers=eval_customers)
     segs = features["segment"].to_numpy()
     out = []
     for name, pol in policies.items():
@@ -207,7 +221,14 @@ def capture_by_wave(
                 h, v, _ = contextual.assign_cells(p, cell, ids, holdout=holdout, seed=seed, campaign_id=name, wave=w)
                 t = np.flatnonzero(~h)
                 st = contextual.update_stats(st, space, pl.DataFrame({"send_id": [f"{w}-{i}" for i in ids[t]], "cell": cell[t], "variant_id": vid[v[t]],
-                                                           "reward": outcome(w, t, v[t])}), pol)
+                                                           "reward": reward(pol.reward, outcome(w, t, v[t]), v[t])}), pol)
+            continue
+        if hasattr(pol, "learn"):   # another library's policy (a benchmark's adapter): probabilities, choose, learn
+            for w in range(waves):
+                out.append(row(name, w, pol.probabilities(features[ev], w)))
+                t = np.flatnonzero(keyed_uniform(seed, stream_key(name, "holdout"), ids) >= holdout)
+                v = np.asarray(pol.choose(features[t], w), dtype=np.int64)
+                pol.learn(features[t], v, reward(pol.reward, outcome(w, t, v), v))
             continue
         arms = (pl.DataFrame({"segment": np.unique(segs).astype(np.int16)}).join(variants.select("variant_id"), how="cross")
                 .with_columns(campaign_id=pl.lit(name)))
@@ -239,11 +260,12 @@ def late_orders(
     holdout: float = 0.1,
     eval_customers: int = 3000,
 ) -> pl.DataFrame:             # strategy, wave, value, captured, regret (per send, against the per-customer best)
-    "The contextual policy wave after wave while earlier waves' orders are still arriving, under three ways of counting pending sends."
+    "The contextual policy (on revenue) wave after wave while earlier waves' orders are still arriving, under three ways of counting pending sends."
+    if policy.reward != "revenue": raise ValueError(f"late_orders: the policy must learn from revenue, got reward {policy.reward!r}")
     truth, features, variants = truth.sort("customer_id"), features.sort("customer_id"), variants.sort("variant_id")
     ids, vid = features["customer_id"].to_numpy(), variants["variant_id"].to_numpy()
     inside = 1.0 if mean_delay_days is None else 1 - np.exp(-window_days / mean_delay_days)   # the share of orders a window catches
-    value, row, outcome, ev = _scorer(truth, variants, ids, seed=seed, eval_customers=eval_customers, scale=inside)
+    value, row, outcome, reward, ev = _scorer(truth, variants, ids, seed=seed, eval_customers=eval_customers, scale=inside)
     space = contextual.fit_space(features, variants, policy)
     cell = contextual.cells(space, features)
     empty = pl.DataFrame(schema={"wave": pl.Int32, "cell": pl.Int32, "variant_id": pl.String, "n": pl.Int64, "reward_sum": pl.Float64,
@@ -271,5 +293,5 @@ def late_orders(
             t = np.flatnonzero(~h)
             u_ = keyed_uniform(seed, stream_key("late", w, "delay"), ids[t])
             d = window_days * u_ if mean_delay_days is None else -mean_delay_days * np.log1p(-u_)
-            sent[w] = (t, v[t], np.where(d < window_days, outcome(w, t, v[t]), 0.0), d)
+            sent[w] = (t, v[t], np.where(d < window_days, outcome(w, t, v[t]), 0.0), d)   # revenue: the policy's reward is revenue
     return pl.DataFrame(out).rename({"policy": "strategy"})

@@ -14,6 +14,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import polars as pl
 import yaml
 
@@ -22,9 +23,9 @@ from .records import Metrics
 
 # %% auto #0
 __all__ = ['FACTORS', 'VALUED_OFFERS', 'PLACEHOLDERS', 'GUARDRAIL_METRICS', 'DECISION_METRICS', 'SpecError', 'Guardrail',
-           'Decision', 'CampaignSpec', 'parse_spec', 'load_spec', 'offer_words', 'variant_id', 'Catalogue',
+           'Decision', 'Costs', 'CampaignSpec', 'parse_spec', 'load_spec', 'offer_words', 'variant_id', 'Catalogue',
            'build_catalogue', 'eligible_arms', 'diff_catalogues', 'campaign_row', 'CampaignRules', 'campaign_rules',
-           'CatalogueUpdate', 'update_catalogue', 'VariantsMetrics', 'catalogue_metrics']
+           'offer_margin', 'CatalogueUpdate', 'update_catalogue', 'VariantsMetrics', 'catalogue_metrics']
 
 # %% ../../nbs/20_variants.ipynb #2d691cbc
 class SpecError(ValueError):
@@ -58,7 +59,7 @@ class _Where:
 FACTORS = ("tonality", "offer", "subject_template", "cta")
 VALUED_OFFERS = {"percent_off": "percent", "amount_off": "dollars", "free_item": "items", "loyalty_points": "points"}
 PLACEHOLDERS = {"opener", "offer", "brand", "cta"}
-_TOP = {"campaign_id", "name", "priority", "brand", "audience", "factors", "templates", "rules", "limits", "eligibility", "guardrails", "decision"}
+_TOP = {"campaign_id", "name", "priority", "brand", "audience", "factors", "templates", "rules", "limits", "eligibility", "guardrails", "decision", "costs"}
 GUARDRAIL_METRICS = ("unsubscribe", "complaint")   # events a guardrail counts per send
 DECISION_METRICS = ("spend", "visits", "visited")   # what a lift decision can be made on
 
@@ -73,6 +74,12 @@ class Decision(NamedTuple):
     primary_metric: str = "spend"   # spend, visits or visited (per customer, treated against holdout)
     mde: float = 0.02               # the smallest relative lift worth having (0.02: +2%)
     min_waves: int = 2              # no verdict but "stop" before this many waves
+
+class Costs(NamedTuple):
+    "What an offer costs the chain, for the margin reward: the food share of an order's menu price and the cost of what is given away."
+    food_cost_share: float = 0.30   # share of an order's menu price (before any discount) that is food and labour
+    free_item: float = 3.00         # cost of one free item
+    loyalty_point: float = 0.005    # cost of one loyalty point
 
 class CampaignSpec(NamedTuple):
     "A validated campaign spec."
@@ -99,6 +106,7 @@ class CampaignSpec(NamedTuple):
     audience: dict = {}                        # condition on segment profiles selecting who the campaign may email; {} is everyone
     guardrails: tuple = ()                     # `Guardrail`s: caps on unsubscribes and complaints per send
     decision: Decision = Decision()            # how the lift report decides: ship, keep running or stop
+    costs: Costs = Costs()                     # the cost model of the margin reward
 
 def _levels(d: dict, key: str, where, path) -> list:
     v = d.get(key)
@@ -142,6 +150,17 @@ def _guardrails(raw, where) -> tuple:
     dup = sorted({g.metric for g in out if [h.metric for h in out].count(g.metric) > 1})
     if dup: raise where(("guardrails",), f"metric(s) {', '.join(dup)} have more than one guardrail")
     return tuple(out)
+
+def _costs(raw, where) -> Costs:
+    "The spec's `costs:`: food_cost_share (of the menu price), free_item ($ per item), loyalty_point ($ per point)."
+    if raw is None: return Costs()
+    if not isinstance(raw, dict): raise where(("costs",), "must be a mapping, e.g. {food_cost_share: 0.3, free_item: 3.0, loyalty_point: 0.005}")
+    for k in raw:
+        if k not in Costs._fields: raise where(("costs", k), f"unknown key (cost keys: {', '.join(Costs._fields)})")
+    share = _number(raw.get("food_cost_share", Costs().food_cost_share), where, ("costs", "food_cost_share"), 0, 1, "a share of the menu price in (0, 1)")
+    item = _number(raw.get("free_item", Costs().free_item), where, ("costs", "free_item"), -1e-12, 1000, "dollars per free item in [0, 1000)")
+    point = _number(raw.get("loyalty_point", Costs().loyalty_point), where, ("costs", "loyalty_point"), -1e-12, 10, "dollars per point in [0, 10)")
+    return Costs(share, item, point)
 
 def _decision(raw, where) -> Decision:
     "The spec's `decision:`: primary_metric, mde (relative), min_waves."
@@ -298,7 +317,7 @@ def parse_spec(
             if not isinstance(v, list): raise where(p + ("exclude", k), "must be a list of levels")
         for ot in rule.get("max_discount") or {}:
             if ot not in VALUED_OFFERS: raise where(p + ("max_discount", ot), f"only offers with a value can be capped ({', '.join(VALUED_OFFERS)})")
-    guardrails, decision = _guardrails(d.get("guardrails"), where), _decision(d.get("decision"), where)
+    guardrails, decision, costs = _guardrails(d.get("guardrails"), where), _decision(d.get("decision"), where), _costs(d.get("costs"), where)
     return CampaignSpec(
         campaign_id=cid, name=str(d.get("name", cid)), priority=int(d.get("priority", 1)), brand=str(d.get("brand", "")),
         tonalities=tuple(tones), offers=offers, subject_templates={n: subjects[n] for n in names},
@@ -308,7 +327,7 @@ def parse_spec(
         offer_templates_need_an_offer=bool(rules.get("offer_templates_need_an_offer", True)),
         require_coverage=tuple(cov), subject_max_chars=int(limits.get("subject_max_chars", 60)),
         preheader_max_chars=int(limits.get("preheader_max_chars", 110)), eligibility=tuple(elig), source=source,
-        audience=audience, guardrails=guardrails, decision=decision)
+        audience=audience, guardrails=guardrails, decision=decision, costs=costs)
 
 # %% ../../nbs/20_variants.ipynb #802cd990
 def load_spec(path: str | Path) -> CampaignSpec:
@@ -469,10 +488,10 @@ def diff_catalogues(
 
 # %% ../../nbs/20_variants.ipynb #20738ae9
 def campaign_row(spec: CampaignSpec) -> pl.DataFrame:
-    "The campaign's row of the `campaigns` table: its declared guardrails and decision as JSON, for the wave, the lift and the service."
+    "The campaign's row of the `campaigns` table: its declared guardrails, decision and costs as JSON, for the wave, the lift and the service."
     return pl.DataFrame({"campaign_id": [spec.campaign_id], "name": [spec.name], "priority": [spec.priority],
                          "guardrails": [json.dumps([g._asdict() for g in spec.guardrails])],
-                         "decision": [json.dumps(spec.decision._asdict())],
+                         "decision": [json.dumps(spec.decision._asdict())], "costs": [json.dumps(spec.costs._asdict())],
                          "spec": [Path(spec.source).name]},   # the file's name, not its path: the same spec gives the same bytes in any folder
                         schema=TABLES["campaigns"].schema)
 
@@ -481,15 +500,35 @@ class CampaignRules(NamedTuple):
     "What a campaign's spec declared about judging it."
     guardrails: tuple     # `Guardrail`s
     decision: Decision
+    costs: Costs = Costs()
 
 def campaign_rules(
     campaigns: pl.DataFrame | None,   # the lake's campaigns table, or None
     campaign_id: str,
-) -> CampaignRules:                   # no guardrails and the default decision when the table has no row for the campaign
-    "The guardrails and decision a campaign's spec declared, from the `campaigns` table."
+) -> CampaignRules:                   # no guardrails, the default decision and costs when the table has no row for the campaign
+    "The guardrails, decision and costs a campaign's spec declared, from the `campaigns` table."
     row = campaigns.filter(campaign_id=campaign_id) if campaigns is not None else None
     if row is None or row.is_empty(): return CampaignRules((), Decision())
-    return CampaignRules(tuple(Guardrail(**g) for g in json.loads(row["guardrails"][0])), Decision(**json.loads(row["decision"][0])))
+    return CampaignRules(tuple(Guardrail(**g) for g in json.loads(row["guardrails"][0])), Decision(**json.loads(row["decision"][0])),
+                         Costs(**json.loads(row["costs"][0])))
+
+# %% ../../nbs/20_variants.ipynb #76035d28
+def offer_margin(
+    paid,                      # what each converted customer paid (net of the discount), array-like
+    offer_type,                # each send's offer type
+    offer_value,               # its value: percent, dollars, items or points (null for offers without one)
+    costs: Costs = Costs(),
+) -> np.ndarray:               # margin per converted send: paid - food cost of the menu price - what was given away
+    "What the chain keeps of a converted send, under the campaign's cost model."
+    paid = np.asarray(paid, dtype=float)
+    kind = np.asarray(offer_type, dtype=object)
+    value = np.nan_to_num(np.asarray(pl.Series(offer_value, dtype=pl.Float64).fill_null(0.0).to_numpy(), dtype=float))
+    unknown = sorted(set(kind.tolist()) - set(OFFER_TYPES))
+    if unknown: raise ValueError(f"offer_margin: unknown offer type(s) {', '.join(map(str, unknown))} (offer types: {', '.join(OFFER_TYPES)})")
+    menu = np.select([kind == "percent_off", kind == "amount_off", kind == "bogo"],
+                     [paid / np.maximum(1 - value / 100, 1e-9), paid + value, 2 * paid], paid)
+    given = np.select([kind == "free_item", kind == "loyalty_points"], [value * costs.free_item, value * costs.loyalty_point], 0.0)
+    return paid - costs.food_cost_share * menu - given
 
 # %% ../../nbs/20_variants.ipynb #62b497f7
 class CatalogueUpdate(NamedTuple):

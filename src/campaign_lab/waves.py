@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 from scipy import special, stats
 
-from .bandit import BanditState, Policy, ThompsonBeta, assign, breach_probability, make_policy, prob_best_beta, state_for_campaign, update
+from .bandit import BanditState, Policy, ThompsonBeta, allocation, assign, breach_probability, make_policy, prob_best_beta, state_for_campaign, update
 from .contextual import (ContextSpace, ContextStats, ContextualThompson, allocation as context_allocation, arrived_share,
                                      assign_cells, cells, fit_space, stats_from_rows, wave_stats)
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
@@ -25,7 +25,7 @@ from .lake import ARMS, EVENT_TYPES, TABLES
 from .records import Metrics, now
 from .segments import SegmentApplyMetrics, Segmenter, assign_segments, feature_date, features, profile
 from .settings import Settings
-from .variants import campaign_rules
+from .variants import Costs, campaign_rules, offer_margin
 
 # %% auto #0
 __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE', 'HISTORY_FILE', 'LEADERBOARD_FILE', 'Reader',
@@ -36,8 +36,9 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'pending_weights', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation', 'read_allocation',
            'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history',
            'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch',
-           'contradictions', 'context_update', 'fold_feedback', 'attribute_orders', 'FeedbackMetrics',
-           'feedback_metrics', 'Segmentation', 'apply_segmenter']
+           'contradictions', 'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities',
+           'policy_estimate', 'champion_challenger', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation',
+           'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -324,7 +325,7 @@ def assign_wave(
     lake_state = reader.read("bandit_state") if reader.has("bandit_state") else None
     seen = reader.read("bandit_seen", validate=False) if reader.has("bandit_seen") else None
     ctx = isinstance(policy, ContextualThompson)   # its reports and feedback keep the per-segment state beside its own
-    state = state_for_campaign(lake_state, seen, arms, feedback_policy(policy.reward) if ctx else policy)
+    state = state_for_campaign(lake_state, seen, arms, feedback_policy("revenue" if policy.reward == "margin" else policy.reward) if ctx else policy)
     previous = reader.read("assignments") if reader.has("assignments") else None
     again = prior_wave(previous, campaign_id=campaign_id, wave=wave, policy=policy.name, holdout=holdout)
     if again is not None: return Wave(again, state, None, {}, guardrails=status, stopped=tuple(stopped))
@@ -570,13 +571,22 @@ def reward_per_send(
     events,                  # the lake's events (a DataFrame or a LazyFrame scan)
     campaign_id: str,
     *,
-    reward: str,             # conversion, click, open (success per send) or revenue
+    reward: str,             # conversion, click, open (success per send), revenue or margin
+    variants: pl.DataFrame | None = None,   # the campaign's variants: their offers, for margin
+    costs: Costs = Costs(),  # the campaign's cost model, for margin
 ) -> pl.DataFrame:           # wave, customer_id, reward: every send of the campaign with what it earned
-    "Each send's reward, from the events: 1 when the reward event followed it (or the revenue of its conversions), else 0."
+    "Each send's reward, from the events: 1 when the reward event followed it, the revenue of its conversions, or their margin; else 0."
     ev = events.lazy().filter(campaign_id=campaign_id).with_columns(kind=pl.col("event_type"))   # compared as stored (an Enum): no cast
     sends = ev.filter(kind="send").select("wave", "customer_id").unique()
-    got = (ev.filter(kind="conversion").group_by("wave", "customer_id").agg(reward=pl.col("revenue").sum()) if reward == "revenue" else
-           ev.filter(kind=reward).select("wave", "customer_id").unique().with_columns(reward=pl.lit(1.0)))
+    if reward in ("revenue", "margin"):
+        got = ev.filter(kind="conversion").group_by("wave", "customer_id").agg(reward=pl.col("revenue").sum(), variant_id=pl.col("variant_id").first())
+        if reward == "margin":
+            if variants is None: raise ValueError("reward_per_send: a margin reward needs the campaign's variants (their offers)")
+            g = got.collect().join(variants.select("variant_id", "offer_type", "offer_value"), on="variant_id", how="left")
+            got = g.with_columns(reward=pl.Series(offer_margin(g["reward"], g["offer_type"].to_numpy(), g["offer_value"], costs))).lazy()
+        got = got.select("wave", "customer_id", "reward")
+    else:
+        got = ev.filter(kind=reward).select("wave", "customer_id").unique().with_columns(reward=pl.lit(1.0))
     return sends.join(got, on=["wave", "customer_id"], how="left").with_columns(pl.col("reward").fill_null(0.0)).sort("wave", "customer_id").collect()
 
 # %% ../../nbs/35_waves.ipynb #0960a0c9
@@ -776,9 +786,11 @@ def context_update(
     in_waves = pl.col("wave").is_in(pl.Series(waves, dtype=pl.Int32).implode())
     cells_ = reader.read("context_cells", validate=False).filter(pl.col("campaign_id") == campaign_id, in_waves)
     sends = (assignments.filter(in_waves & (pl.col("arm") == "treatment")).select("wave", "customer_id", "variant_id")
-             .join(cells_.select("wave", "customer_id", "cell"), on=["wave", "customer_id"]))
+             .join(cells_.select("wave", "customer_id", "cell"), on=["wave", "customer_id"])
+             .join(reader.read("variants", validate=False).select("variant_id", "offer_type", "offer_value"), on="variant_id", how="left"))
+    costs = campaign_rules(reader.read("campaigns") if reader.has("campaigns") else None, campaign_id).costs   # the margin's cost model
     conv = events.filter(in_waves & (pl.col("event_type") == "conversion")).select("wave", "customer_id", "revenue")
-    fresh = [wave_stats(g, conv.filter(wave=w), policy).with_columns(wave=pl.lit(w, pl.Int32)) for (w,), g in sends.group_by("wave")]
+    fresh = [wave_stats(g, conv.filter(wave=w), policy, costs).with_columns(wave=pl.lit(w, pl.Int32)) for (w,), g in sends.group_by("wave")]
     if not fresh: return {}
     latest, version = context_rows(reader, campaign_id)
     cols = ["wave", "cell", "variant_id", "n", "reward_sum", "reward_sq_sum"]
@@ -869,6 +881,65 @@ def attribute_orders(
         f"the orders in the lake reach {last:%Y-%m-%d %H:%M}, before the {days}-day attribution window of wave {wave} closes on "
         f"{end:%Y-%m-%d}: later conversions are not counted (run feedback from orders after ingesting the orders up to then)")
     return events, warning
+
+# %% ../../nbs/35_waves.ipynb #848c2de5
+def candidate_probabilities(
+    w: Wave,                   # the wave being drawn: its customers, its state, and its contextual allocation if any
+    logged: pl.DataFrame,      # customer_id, variant_id: the logged sends to weigh
+    policy,                    # a per-segment `Policy`, or the wave's own ContextualThompson
+) -> np.ndarray:               # each logged send's probability under `policy`, given treatment (0 for a customer not in the wave)
+    "A candidate policy's probability of each logged (customer, variant) pair, for the customers of this wave as they are now."
+    if isinstance(policy, ContextualThompson):
+        if w.context is None: raise ValueError("candidate_probabilities: a contextual candidate needs a contextual wave (its cells and allocation)")
+        c = w.context
+        where = logged.select("customer_id", "variant_id").join(
+            w.rows.select("customer_id").with_columns(cell=pl.Series(c.cell)), on="customer_id", how="left", maintain_order="left")
+        v = where["variant_id"].replace_strict({x: i for i, x in enumerate(c.space.variants)}, default=-1, return_dtype=pl.Int64).to_numpy()
+        cell = where["cell"].fill_null(-1).to_numpy()
+        ok = (cell >= 0) & (v >= 0)
+        return np.where(ok, c.probs[np.maximum(cell, 0), np.maximum(v, 0)], 0.0)
+    alloc = allocation(w.state, policy).select("segment", "variant_id", "p")
+    return (logged.select("customer_id", "variant_id").join(w.rows.select("customer_id", "segment"), on="customer_id", how="left", maintain_order="left")
+            .join(alloc, on=["segment", "variant_id"], how="left", maintain_order="left")["p"].fill_null(0.0).to_numpy())
+
+# %% ../../nbs/35_waves.ipynb #cb85e6b6
+def policy_estimate(
+    propensity: np.ndarray,    # each logged send's propensity as logged (the treated share included)
+    target: np.ndarray,        # the candidate's probability of the same variant for the same customer, given treatment
+    reward: np.ndarray,        # what each send earned
+    *,
+    holdout: float,            # the holdout share the sends were assigned with
+    alpha: float = 0.05,
+) -> dict:                     # sends, value (IPS per send), low, high, snips, ess
+    "Off-policy estimate of a candidate's reward per send from logged sends with exact propensities: IPS with its interval, SNIPS, ESS."
+    n = len(reward)
+    if n == 0: return {"sends": 0, "value": None, "low": None, "high": None, "snips": None, "ess": 0.0}
+    w = np.asarray(target, float) / (np.asarray(propensity, float) / (1.0 - holdout))
+    t = w * np.asarray(reward, float)
+    se = float(t.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    value = float(t.mean())
+    return {"sends": n, "value": value, "low": value - z * se, "high": value + z * se,
+            "snips": float(t.sum() / w.sum()) if w.sum() > 0 else None, "ess": float(w.sum() ** 2 / (w * w).sum()) if (w * w).sum() > 0 else 0.0}
+
+# %% ../../nbs/35_waves.ipynb #45ccdfb7
+def champion_challenger(
+    w: Wave,                   # the wave being drawn
+    judged: pl.DataFrame,      # the campaign's earlier assignment rows (treated rows are used)
+    rewards: pl.DataFrame,     # `reward_per_send` of the campaign
+    candidates: dict,          # name -> policy: the wave's own first, then challengers
+    *,
+    holdout: float,
+) -> pl.DataFrame:             # policy, sends, value, low, high, snips, ess: side by side, on the same logged sends
+    "Each candidate's estimated reward per send on the earlier waves' sends to this wave's customers, from their logged propensities."
+    logged = (judged.filter(arm="treatment").join(rewards, on=["wave", "customer_id"])
+              .join(w.rows.select("customer_id"), on="customer_id", how="semi").sort("wave", "customer_id"))
+    out = []
+    for name, pol in candidates.items():
+        est = policy_estimate(logged["propensity"].to_numpy(), candidate_probabilities(w, logged, pol), logged["reward"].to_numpy(), holdout=holdout)
+        out.append({"policy": name, **est})
+    schema = {"policy": pl.String, "sends": pl.Int64, "value": pl.Float64, "low": pl.Float64, "high": pl.Float64, "snips": pl.Float64, "ess": pl.Float64}
+    return pl.DataFrame(out, schema=schema)
 
 # %% ../../nbs/35_waves.ipynb #b81dc3fe
 @dataclasses.dataclass(frozen=True)
