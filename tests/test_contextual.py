@@ -71,7 +71,14 @@ def test_updates_are_idempotent_and_associative(world):
 
 def test_propensities_are_exact_and_draws_independent_of_row_order(world):
     feats, variants, pol, space = world
-    p = cx.allocation(space, cx.empty_stats(space), pol, seed=3, campaign_id="c", wave=0)
+    even = cx.allocation(space, cx.empty_stats(space), pol, seed=3, campaign_id="c", wave=0)
+    np.testing.assert_allclose(even, 1 / len(space.variants))               # no data yet: every variant equally
+    rng = np.random.default_rng(2)                                           # some data: a concentrated allocation
+    k = 5000
+    seen = cx.update_stats(cx.empty_stats(space), space, pl.DataFrame({"send_id": [f"s{i}" for i in range(k)], "cell": rng.integers(0, space.n_cells, k),
+                           "variant_id": np.array(space.variants)[rng.integers(0, len(space.variants), k)],
+                           "reward": np.where(rng.random(k) < 0.05, rng.lognormal(3, 1, k), 0.0)}), pol)
+    p = cx.allocation(space, seen, pol, seed=3, campaign_id="c", wave=0)
     cell = cx.cells(space, feats)
     ids = feats["customer_id"].to_numpy()
     h, v, prop = cx.assign_cells(p, cell, ids, holdout=0.1, seed=3, campaign_id="c", wave=0)

@@ -211,6 +211,7 @@ def test_alerts_and_policy_promotion(cycled):
         settings.write_text(settings.read_text().replace(extra, ""))
 
 
+@pytest.mark.slow   # about a minute: kept out of `make test`'s 10-minute budget
 def test_events_files_missing_corrupted_good_and_fed_twice(cycled):
     "A third wave answered by files: the cycle waits for them, stops at a corrupted one, resumes, and waits for the lift's orders."
     import datetime as dt
