@@ -301,8 +301,10 @@ def guard_arms(
 
 # %% ../../nbs/35_waves.ipynb #108d5811
 def feedback_policy(reward: str) -> Policy:
-    "The policy whose prior a campaign's state starts from when feedback creates it: Beta for events, Gaussian for revenue."
-    return make_policy("thompson_gaussian" if reward == "revenue" else "thompson_beta", reward=reward)
+    """The policy whose prior a campaign's per-segment state starts from when feedback creates it: Beta for events, Gaussian for
+    revenue (and for margin: a contextual campaign on margin keeps its per-segment state on revenue)."""
+    if reward in ("revenue", "margin"): return make_policy("thompson_gaussian", reward="revenue")
+    return make_policy("thompson_beta", reward=reward)
 
 # %% ../../nbs/35_waves.ipynb #a1de47fb
 def assign_wave(
@@ -325,7 +327,7 @@ def assign_wave(
     lake_state = reader.read("bandit_state") if reader.has("bandit_state") else None
     seen = reader.read("bandit_seen", validate=False) if reader.has("bandit_seen") else None
     ctx = isinstance(policy, ContextualThompson)   # its reports and feedback keep the per-segment state beside its own
-    state = state_for_campaign(lake_state, seen, arms, feedback_policy("revenue" if policy.reward == "margin" else policy.reward) if ctx else policy)
+    state = state_for_campaign(lake_state, seen, arms, feedback_policy(policy.reward) if ctx else policy)
     previous = reader.read("assignments") if reader.has("assignments") else None
     again = prior_wave(previous, campaign_id=campaign_id, wave=wave, policy=policy.name, holdout=holdout)
     if again is not None: return Wave(again, state, None, {}, guardrails=status, stopped=tuple(stopped))
