@@ -26,7 +26,7 @@ def world():
 
 @pytest.mark.parametrize("field,value", [("reward", "profit"), ("epsilon", -0.1), ("draws", 0), ("prior_precision", 0.0),
                                          ("reward_cap", 0.0), ("exploration", 0.0), ("context", (("avg_ticket", "four"),)),
-                                         ("factors", ("colour",))])
+                                         ("factors", ("colour",)), ("prior", "flat"), ("prior_scale", 0.0), ("prior_weight", -1.0)])
 def test_bad_configs_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"field '{field}'"):
         cx.ContextualThompson(**{field: value})
@@ -214,9 +214,10 @@ def test_late_order_update_against_a_direct_computation(world):
     s = np.zeros(st.n.shape); np.add.at(s, (cell, v), reward)
     assert np.allclose(st.n, n) and np.allclose(st.s, s)
     X = np.einsum("na,nb->nab", cx.cell_design(space)[cell], cx.variant_design(space)[v]).reshape(2 * k, -1)
-    A = X.T @ (weight[:, None] * X) + pol.prior_precision * np.eye(X.shape[1])
+    post = cx.posterior(space, st, pol)
+    A = X.T @ (weight[:, None] * X) + np.diag(post.prior)     # each coefficient's prior precision, as the evidence chose it
     wls = np.linalg.solve(A, X.T @ (weight * (reward / weight)))
-    assert np.allclose(cx.posterior(space, st, pol).mean, wls, atol=1e-8)
+    assert np.allclose(post.mean, wls, atol=1e-8)
 
 
 def test_wave_policies_by_name_and_bad_fields():

@@ -20,11 +20,12 @@ from .draws import keyed_uniforms, stream_key
 from .variants import Costs, offer_margin
 
 # %% auto #0
-__all__ = ['REWARDS', 'FACTORS', 'ContextualThompson', 'variant_levels', 'ContextSpace', 'fit_space', 'cells', 'cell_design',
-           'variant_design', 'ContextStats', 'empty_stats', 'update_stats', 'Posterior', 'posterior', 'allocation',
-           'assign_cells', 'wave_stats', 'arrived_share', 'stats_from_rows']
+__all__ = ['PRIORS', 'REWARDS', 'FACTORS', 'ContextualThompson', 'variant_levels', 'ContextSpace', 'fit_space', 'cells',
+           'cell_design', 'variant_design', 'ContextStats', 'empty_stats', 'update_stats', 'prior_blocks', 'Posterior',
+           'posterior', 'allocation', 'assign_cells', 'wave_stats', 'arrived_share', 'stats_from_rows']
 
 # %% ../../nbs/32_contextual.ipynb #6f8857ec
+PRIORS = ("evidence", "fixed")                 # evidence: each block's prior fitted to the data; fixed: prior_precision for every coefficient
 REWARDS = ("conversion", "revenue", "margin")   # margin: what was paid less the offer's cost, from the spec's cost model
 FACTORS = ("tonality", "offer", "subject_template", "cta")   # offer: the offer type with its value (percent 20, dollars 5, ...)
 
@@ -37,18 +38,24 @@ class ContextualThompson:
     reward: str = "revenue"        # conversion; revenue: what the customer paid, net of the discount; or margin (`variants.offer_margin`)
     context: tuple = (("avg_ticket", 4), ("offer_share", 2), ("recency_days", 2))   # (feature, quantile bins) beside the segment
     factors: tuple = FACTORS       # the variant's factors the model shares across
-    prior_precision: float = 1.0   # ridge prior: every coefficient ~ N(0, noise variance / prior_precision)
+    prior: str = "evidence"        # how the coefficients' prior is set (PRIORS)
+    prior_precision: float = 1.0   # fixed: every coefficient ~ N(0, noise variance / prior_precision); evidence: the intercept's, and the start
+    prior_scale: float = 0.1       # evidence: the hyperprior's size of a factor effect, as a share of the mean reward
+    prior_weight: float = 20.0     # evidence: the hyperprior's weight, in coefficients (0: the evidence alone)
     draws: int = 64                # posterior draws, shared by every context cell
-    epsilon: float = 0.02          # share spread evenly over a cell's variants: every propensity >= epsilon / variants
+    epsilon: float = 0.01          # share spread evenly over a cell's variants: every propensity >= epsilon / variants
     reward_cap: float = 100.0      # a send's reward counts at most this much, a margin at least minus this (a catering order must not hijack the posterior)
-    exploration: float = 0.5       # posterior sd multiplier in the draws: 1 is plain Thompson sampling; below 1 explores less
+    exploration: float = 0.35      # posterior sd multiplier in the draws: 1 is plain Thompson sampling; below 1 explores less
     name: str = "contextual_thompson"
     def __post_init__(self):
         _check(self.reward in REWARDS, self.name, "reward", f"must be {', '.join(REWARDS)}, got {self.reward!r}")
         _check(all(isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[1], int) and c[1] >= 1 for c in self.context),
                self.name, "context", "must be (feature, bins) pairs with bins >= 1")
         _check(len(self.factors) > 0 and set(self.factors) <= set(FACTORS), self.name, "factors", f"must be some of {', '.join(FACTORS)}")
+        _check(self.prior in PRIORS, self.name, "prior", f"must be {', '.join(PRIORS)}, got {self.prior!r}")
         _check(self.prior_precision > 0, self.name, "prior_precision", "must be positive")
+        _check(self.prior_scale > 0, self.name, "prior_scale", "must be positive")
+        _check(self.prior_weight >= 0, self.name, "prior_weight", "must be at least 0")
         _check(1 <= self.draws <= 4096, self.name, "draws", "must be in [1, 4096]")
         _check(0 <= self.epsilon < 1, self.name, "epsilon", "must be in [0, 1)")
         _check(self.reward_cap > 0, self.name, "reward_cap", "must be positive")
@@ -172,27 +179,54 @@ def update_stats(
     return ContextStats(stats.n + add(None), stats.s + add(r), stats.ss + add(r * r), pl.concat([stats.seen, new["send_id"]]))
 
 # %% ../../nbs/32_contextual.ipynb #2b75cc19
+def prior_blocks(space: ContextSpace) -> np.ndarray:
+    "Each coefficient's prior block: 0 the intercept, 1 a context main effect, 2 a factor level's main effect, 3 a context x factor interaction."
+    dz = 1 + len(space.segments) + sum(len(e) + 1 for _, e in space.edges)
+    dv = 1 + sum(len(l) for _, l in space.levels)
+    return ((np.arange(dz)[:, None] > 0) * 1 + (np.arange(dv)[None, :] > 0) * 2).reshape(-1)   # z (x) f order, as the design
+
+# %% ../../nbs/32_contextual.ipynb #1bc3e6a2
 class Posterior(NamedTuple):
     "The Bayesian linear model's posterior: coefficients ~ N(mean, noise * precision^-1)."
     mean: np.ndarray        # (d,)
     chol: np.ndarray        # lower Cholesky factor of the precision matrix
     noise: float            # the noise variance's estimate
     n: float                # sends it rests on
+    prior: np.ndarray       # (d,) each coefficient's prior precision, in units of the noise variance (Lambda)
 
-def posterior(space: ContextSpace, stats: ContextStats, policy: ContextualThompson) -> Posterior:
-    "The posterior of the reward model from the (cell, variant) statistics: ridge prior, noise variance estimated with a weak prior."
+def _solve(A0, b, prior):
+    A = A0.copy(); A[np.diag_indices_from(A)] += prior
+    L = linalg.cholesky(A, lower=True)
+    return L, linalg.cho_solve((L, True), b)
+
+def posterior(space: ContextSpace, stats: ContextStats, policy: ContextualThompson, *, iterations: int = 100) -> Posterior:
+    "The posterior of the reward model from the (cell, variant) statistics: each block's prior by the evidence (or fixed), noise variance estimated with a weak prior."
     Z, F = cell_design(space), variant_design(space)
     dz, dv = Z.shape[1], F.shape[1]
     G = np.einsum("cv,vi,vj->cij", stats.n, F, F, optimize=True)                  # per cell: F' diag(n_c) F
-    A = np.einsum("ca,cb,cij->aibj", Z, Z, G, optimize=True).reshape(dz * dv, dz * dv)   # sum_c kron(z z', G_c)
-    A[np.diag_indices_from(A)] += policy.prior_precision
+    A0 = np.einsum("ca,cb,cij->aibj", Z, Z, G, optimize=True).reshape(dz * dv, dz * dv)   # sum_c kron(z z', G_c)
     b = np.einsum("ca,cv,vi->ai", Z, stats.s, F, optimize=True).reshape(-1)
-    L = linalg.cholesky(A, lower=True)
-    mean = linalg.cho_solve((L, True), b)
-    N = float(stats.n.sum())
-    rss = max(float(stats.ss.sum()) - 2 * mean @ b + mean @ (A @ mean - policy.prior_precision * mean), 0.0)
+    N, yy = float(stats.n.sum()), float(stats.ss.sum())
     s0 = 0.25 if policy.reward == "conversion" else (policy.reward_cap / 10) ** 2   # a weak prior on the noise: ten sends' worth
-    return Posterior(mean, L, (10 * s0 + rss) / (10 + N), N)
+    noise_of = lambda mean, dof: (10 * s0 + max(yy - 2 * mean @ b + mean @ (A0 @ mean), 0.0)) / (10 + dof)
+    block = prior_blocks(space)
+    lam = np.full(4, float(policy.prior_precision))
+    if policy.prior == "evidence" and N > 0:
+        nu, size = policy.prior_weight, (policy.prior_scale * max(abs(float(stats.s.sum())) / N, 1e-12)) ** 2
+        for _ in range(iterations):   # MacKay's fixed point for each block's precision
+            L, mean = _solve(A0, b, lam[block])
+            Li = linalg.solve_triangular(L, np.eye(len(b)), lower=True)
+            gamma = 1 - lam[block] * (Li * Li).sum(0)                  # how far the data determine each coefficient
+            noise = noise_of(mean, N - gamma.sum())
+            g, m2 = np.bincount(block, gamma, 4), np.bincount(block, mean * mean, 4)
+            new = lam.copy()
+            new[1] = np.clip(noise * g[1] / max(m2[1], 1e-300), 1e-3, 1e9)
+            new[2:] = noise * (g[2:] + nu) / np.maximum(m2[2:] + nu * size, 1e-300)
+            done = np.allclose(np.log(new), np.log(lam), atol=1e-3)
+            lam = new
+            if done: break
+    L, mean = _solve(A0, b, lam[block])
+    return Posterior(mean, L, noise_of(mean, N), N, lam[block])
 
 # %% ../../nbs/32_contextual.ipynb #96c82c46
 def allocation(
