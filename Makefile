@@ -11,11 +11,13 @@ MLFLOW_STAMP  := $(MLFLOW_VENV)/.installed-stamp
 N      ?= 200000
 WAVES  ?= 3
 PROGRAMME ?= 0.05   # the demo's programme holdout (setting programme_holdout): kept out of every campaign, measured at the end
+POLICY ?= contextual_thompson   # the demo's waves: 1:1 across variant factors and customer features (any wave policy, or champion)
+REWARD ?= revenue                # what they learn from: revenue per send, what the chain earns (conversion, revenue or margin)
 
 .PHONY: install demo test test-fast test-slow check-clean export clean-nbs lab bench help browser serve airflow mlflow-server mlflow-venv wheels image image-base container-tools
 
 help:
-	@echo "make demo        set up .venv; the campaign cycle through files: a synthetic chain (N=$(N)) and its CRM answer $(WAVES) waves of two campaigns; lift; prints runs/index.html"
+	@echo "make demo        set up .venv; the campaign cycle through files: a synthetic chain (N=$(N)) and its CRM answer $(WAVES) waves of two campaigns ($(POLICY) on $(REWARD)); lift; prints runs/index.html"
 	@echo "make test        check src/ == nbdev-export and clean notebooks, then nbdev-test and pytest"
 	@echo "make test-slow   the long checks: notebook cells flagged #| slow, tests marked slow (CI runs both targets)"
 	@echo "make lab         JupyterLab on the project with the .venv python3 kernel"
@@ -40,7 +42,8 @@ install: $(STAMP)
 # feedback, and finally lift from the orders and the programme's lift. Resumable: rerun it to continue after a failure.
 demo: $(STAMP)
 	$(BIN)/campaign-lab init
-	CAMPAIGN_LAB_PROGRAMME_HOLDOUT=$(PROGRAMME) $(BIN)/campaign-lab-world demo --campaign campaigns/win_back.yaml --campaign campaigns/spring.yaml --waves $(WAVES) --n-customers $(N)
+	CAMPAIGN_LAB_PROGRAMME_HOLDOUT=$(PROGRAMME) $(BIN)/campaign-lab-world demo --campaign campaigns/win_back.yaml --campaign campaigns/spring.yaml --waves $(WAVES) --n-customers $(N) \
+	  --policy $(POLICY) --reward $(REWARD)
 	@echo; echo "Reviewer's index: $(CURDIR)/runs/index.html"
 
 # src/ must be exactly what nbdev-export writes and notebooks must be clean; checked in a scratch

@@ -2,16 +2,19 @@
 and what it costs at 12 million customers, each beside its baseline measured in the same run.
 
     .venv/bin/python benchmarks/contextual.py [N_CUSTOMERS] [SEEDS] [SPEC AUDIENCE]   # default 200000, 3 seeds, spring, everyone
-    .venv/bin/python benchmarks/contextual.py 200000 3 campaigns/win_back.yaml 13000    # a win_back-sized campaign: 28 variants,
-                                                                                      # a random 13,000 of the chain each wave
+    .venv/bin/python benchmarks/contextual.py 200000 3 campaigns/win_back.yaml spec     # win_back on its own audience (the spec's
+                                                                                      # `audience:` segments: about 16,000 of 200,000)
+    .venv/bin/python benchmarks/contextual.py 200000 3 campaigns/win_back.yaml 13000    # or a random 13,000 of the chain each wave
 
 1. Revenue per send captured, by wave: the share of the gain of each customer's own best variant over uniform allocation,
    spring catalogue (352 variants), three waves, a 10% holdout, the audience emailed every wave: uniform, today's
    per-segment Thompson (Gaussian, on revenue) and the contextual policy (on revenue, and on margin), mean and spread over
-   seeds; then the third wave on conversions, revenue and margin, each against its own per-customer best.
+   seeds; then the third wave on conversions, revenue and margin, each against its own per-customer best; then the
+   ceilings: what a policy that knew every expected reward exactly would capture on the policy's own context cells (each
+   cell's best variant) and with its linear model (fitted to the truth), and on finer cells of the same features.
 2. Assigning 12M customers over 352 variants (cells, posterior, shared draws, allocation, keyed draws): time and peak
    transient memory per customer (tracemalloc, numpy's allocations), beside today's per-segment assign and the floor of
-   drawing the 12M pairs of keyed uniforms alone.
+   drawing the 12M pairs of keyed uniforms alone, and MABWiser's LinTS predict for 100,000 customers, extrapolated to 12M.
 3. Updating from 12M sends: the contextual statistics beside today's per-segment update of the same sends.
 4. Late orders (waves every 3 days, a 7-day window): the regret of crediting pending sends by their arrived share, beside
    counting them as failures and waiting for the window, on the same customers, outcomes and delays.
@@ -28,18 +31,20 @@ import polars as pl
 
 from campaign_lab import bandit, contextual
 from campaign_lab.draws import keyed_uniforms, stream_key
-from campaign_lab.segments import assign_segments, features, fit_segmenter
+from campaign_lab.segments import assign_segments, features, fit_segmenter, profile
 from campaign_lab.settings import find_root
 from campaign_lab.simulate import capture_by_wave, late_orders
 from campaign_lab.synth import generate_chain
-from campaign_lab.variants import build_catalogue, load_spec
+from campaign_lab.synth import response_probabilities
+from campaign_lab.variants import build_catalogue, eligible_arms, load_spec
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
 SEEDS = list(range(5, 5 + (int(sys.argv[2]) if len(sys.argv) > 2 else 3)))
 BIG = 12_000_000
 SPEC = sys.argv[3] if len(sys.argv) > 3 else "campaigns/spring.yaml"
-AUDIENCE = int(sys.argv[4]) if len(sys.argv) > 4 else None     # customers emailed every wave (a random subset); all when None
-variants = build_catalogue(load_spec(find_root() / SPEC)).variants
+AUDIENCE = sys.argv[4] if len(sys.argv) > 4 else None         # "spec": the spec's own audience; a number: a random subset; all when None
+catalogue = build_catalogue(load_spec(find_root() / SPEC))
+variants = catalogue.variants
 
 
 def world(n: int, seed: int):
@@ -48,15 +53,51 @@ def world(n: int, seed: int):
     f = features(chain.transactions, chain.customers, as_of=as_of)
     f = f.with_columns(segment=pl.Series(assign_segments(fit_segmenter(f, seed=seed, as_of=as_of), f)).cast(pl.Int16))
     truth = chain.truth.join(f.select("customer_id", "segment"), on="customer_id")
+    if AUDIENCE == "spec":   # the segments the spec's `audience:` condition selects, as a wave's audience would be
+        segs = eligible_arms(catalogue, profile(f, f["segment"]))["segment"].unique()
+        keep = f.filter(pl.col("segment").is_in(segs.implode()))["customer_id"]
+    elif AUDIENCE:
+        keep = f["customer_id"].sample(int(AUDIENCE), seed=seed)
     if AUDIENCE:
-        keep = f["customer_id"].sample(AUDIENCE, seed=seed)
         truth, f = truth.filter(pl.col("customer_id").is_in(keep.implode())), f.filter(pl.col("customer_id").is_in(keep.implode()))
     return truth, f
 
 
 print(f"1. revenue per send captured (share of the per-customer best over uniform), {N:,} customers"
-      f"{f' ({AUDIENCE:,} emailed)' if AUDIENCE else ''}, {SPEC}: {variants.height} variants, seeds {SEEDS}")
-runs = []
+      f"{' (the spec audience emailed)' if AUDIENCE == 'spec' else f' ({int(AUDIENCE):,} emailed)' if AUDIENCE else ''}, {SPEC}: "
+      f"{variants.height} variants, seeds {SEEDS}")
+
+
+def ceilings(truth, f, pol, k=20_000):
+    """What a policy that knew every customer's expected revenue per send of every variant would capture, given only the
+    cells it sees: each cell's best variant (cells fitted on half the customers, scored on the other half), and the
+    linear model's best (the policy's model fitted to the truth of the cells)."""
+    truth, f = truth.sort("customer_id"), f.sort("customer_id")
+    order = np.random.default_rng(0).permutation(truth.height)
+    fit, ev = order[: min(truth.height // 2, 8 * k)], order[-min(k, truth.height // 2):]
+    def revenue(rows):
+        pairs = truth[rows].join(variants.sort("variant_id"), how="cross")
+        p = response_probabilities(pairs, pairs["tonality"], pairs["offer_type"], pairs["offer_value"])
+        return (p["p_conversion"] * p["revenue_if_converted"]).to_numpy().reshape(len(rows), variants.height)
+    Rf, Re = np.vstack([revenue(c) for c in np.array_split(fit, max(1, len(fit) // k))]), revenue(ev)
+    u, b = Re.mean(1).mean(), Re.max(1).mean()
+    out = {}
+    for name, p in (("the policy's cells", pol), ("finer cells (ticket 16, offer share 4, recency 2)",
+                    contextual.ContextualThompson(context=(("avg_ticket", 16), ("offer_share", 4), ("recency_days", 2))))):
+        space = contextual.fit_space(f, variants, p)
+        cell = contextual.cells(space, f)
+        M = np.zeros((space.n_cells, variants.height)); np.add.at(M, cell[fit], Rf)
+        n = np.bincount(cell[fit], minlength=space.n_cells).astype(float)
+        out[f"each cell's best variant, {name} ({space.n_cells})"] = (Re[np.arange(len(ev)), M.argmax(1)[cell[ev]]].mean() - u) / (b - u)
+        if p is pol:   # the linear model fitted to the cells' true means, weighted by their customers
+            Z, F = contextual.cell_design(space), contextual.variant_design(space)
+            X, w = np.kron(Z, F), np.repeat(n, variants.height)
+            y = (M / np.maximum(n, 1)[:, None]).reshape(-1)
+            theta = np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
+            best = (X @ theta).reshape(space.n_cells, -1).argmax(1)
+            out["the policy's linear model, fitted to the truth"] = (Re[np.arange(len(ev)), best[cell[ev]]].mean() - u) / (b - u)
+    return out
+runs, limits = [], []
 for s in SEEDS:
     t0 = time.perf_counter()
     truth, f = world(N, s)
@@ -64,6 +105,7 @@ for s in SEEDS:
                                             "contextual thompson": contextual.ContextualThompson(),
                                             "contextual (margin reward)": contextual.ContextualThompson(reward="margin")}, waves=3, seed=s)
     runs.append(r.with_columns(seed=pl.lit(s)))
+    limits.append(ceilings(truth, f, contextual.ContextualThompson()))
     print(f"   seed {s}: {time.perf_counter() - t0:.0f} s")
 table = (pl.concat(runs).group_by("policy", "wave").agg(mean=pl.col("captured").mean(), sd=pl.col("captured").std().fill_null(0.0))
          .sort("policy", "wave"))
@@ -73,6 +115,9 @@ third = pl.concat(runs).filter(wave=2).group_by("policy").agg(pl.col("captured_c
 print("   third wave, each metric against its own per-customer best (mean over seeds):  conversions   revenue   margin")
 for p, c, r_, m in third.iter_rows():
     print(f"   {p:<27}{'':42}{c:10.1%}{r_:10.1%}{m:9.1%}")
+print("   ceilings on revenue, for a policy that knew every expected reward (mean over seeds):")
+for k in limits[0]:
+    print(f"   {k:<78}{np.mean([l[k] for l in limits]):7.1%}")
 
 
 
@@ -189,6 +234,14 @@ print(f"   contextual (cells, posterior, {pol.draws} shared draws, allocation, k
 print(f"   today's per-segment Thompson assign:                 {t_seg:.2f} s, {m_seg / BIG:.0f} bytes per customer (the assignments table included)")
 print(f"   floor, the 12M pairs of keyed uniforms alone:        {t_floor:.2f} s, {m_floor / BIG:.0f} bytes per customer")
 print(f"   contextual / floor: {t_ctx / t_floor:.1f}x; contextual / per-segment: {t_ctx / t_seg:.2f}x")
+try:   # MABWiser's LinTS on the same information (segment and bins): fitted on 100,000 sends, then a predict for 100,000 customers
+    few = big.head(100_000)
+    lints = LinTSAdapter(few, 1)
+    lints.learn(few, sends["variant_id"].head(100_000).cast(pl.Enum(list(space.variants))).to_physical().to_numpy(), sends["reward"].head(100_000).to_numpy())
+    t0 = time.perf_counter(); lints.choose(few, 3); t_mab = time.perf_counter() - t0
+    print(f"   MABWiser LinTS predict, 100,000 customers: {t_mab:.1f} s; extrapolated to {BIG:,}: {t_mab * BIG / 100_000:,.0f} s "
+          f"({t_mab * BIG / 100_000 / t_ctx:,.0f}x the contextual assign)")
+except ImportError as e: print(f"   MABWiser is not installed ({e}): pip install -e '.[bench]'")
 
 print(f"\n3. updating from {BIG:,} sends")
 c = rng.integers(0, space.n_cells, BIG)

@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     cyc.add_argument("--seed", type=int)
     cyc.add_argument("--as-of", default="", metavar="DATE", help="run date (YYYY-MM-DD) for the segment features; default: after the last order")
     cyc.add_argument("--policy", help="bandit policy for the waves: a name or a promoted alias (champion)")
+    cyc.add_argument("--reward", choices=["conversion", "revenue", "margin"], help="what the waves' policy learns from (default: the wave pipeline's)")
     cyc.add_argument("--inbox", metavar="DIR", help="where the chain and the CRM drop exports: customers/, orders/, events/ (default: the inbox_dir setting)")
     cyc.add_argument("--conversions", choices=["crm", "orders"], default="crm",
                      help="feedback's conversions: the CRM's events, or the orders within attribution_days of a send")
@@ -229,7 +230,7 @@ def _cmd_export(settings, args, out) -> int:
 # %% ../../nbs/58_cli.ipynb #c1aa06db
 def _cmd_cycle(settings, args, out) -> int:
     from campaign_lab.cycle import run_cycle
-    m = run_cycle(args.campaign, waves=args.waves, root=settings.root, seed=args.seed, as_of=args.as_of, policy=args.policy,
+    m = run_cycle(args.campaign, waves=args.waves, root=settings.root, seed=args.seed, as_of=args.as_of, policy=args.policy, reward=args.reward,
                   inbox=args.inbox, conversions=args.conversions, echo=lambda line: print(line, file=out, flush=True))
     print(f"cycle {m['run_id']}: {m['status']} ({m['metrics']['steps_run']} run, {m['metrics']['steps_skipped']} already done)", file=out)
     if m.get("stop_reason"): print(m["stop_reason"], file=out)

@@ -119,6 +119,7 @@ def plan(
     seed: int,
     inbox: Path,                # where the CRM drops events files (events/) and the chain its exports
     policy: str | None = None,  # the wave pipeline's policy (a name or a promoted alias); its default when None
+    reward: str | None = None,  # what the waves' policy learns from (conversion, revenue, margin); the wave pipeline's default when None
     conversions: str = "crm",   # where feedback takes conversions from: the CRM's events, or the orders (attribution)
     programme: bool = False,    # end with the programme's lift (all campaigns against the programme holdout)
 ) -> list[Step]:
@@ -127,7 +128,7 @@ def plan(
     ids = [s.campaign_id for s in campaigns]
     dup = sorted({c for c in ids if ids.count(c) > 1})
     if dup: raise ValueError(f"campaign id(s) {', '.join(dup)} appear in more than one spec: each campaign needs its own id")
-    pol = {"policy": policy} if policy else {}
+    pol = ({"policy": policy} if policy else {}) | ({"reward": reward} if reward else {})
     events = Path(inbox) / "events"
     def feedback(s, w):
         path = events_file(events, s.campaign_id, w) or events / f"{s.campaign_id}_wave{w}.parquet"
@@ -226,6 +227,7 @@ def run_cycle(
     seed: int | None = None,
     as_of: str = "",             # run date (YYYY-MM-DD) for the segment features; "" uses the day after the last order
     policy: str | None = None,   # bandit policy for the waves: a name or a promoted alias (champion); the wave's default when None
+    reward: str | None = None,   # what the waves' policy learns from: conversion, revenue (per send) or margin; the wave's default when None
     inbox: str | Path | None = None,   # where the chain and the CRM drop their exports; the inbox_dir setting when None
     conversions: str = "crm",    # feedback's conversions: from the CRM's events (crm) or from the orders (orders, attribution_days)
     world_dir: str | Path | None = None,   # a synthetic world's folder: its truth is shown beside the estimates (segments, lift)
@@ -239,13 +241,14 @@ def run_cycle(
     paths = [Path(p) if Path(p).is_absolute() else settings.root / p for p in specs]
     box = settings.inbox if inbox is None else (Path(inbox) if Path(inbox).is_absolute() else settings.root / inbox)
     if conversions not in ("crm", "orders"): raise ValueError(f"conversions must be crm or orders, got {conversions!r}")
-    steps = plan(paths, waves, seed=seed, policy=policy, inbox=box, conversions=conversions, programme=settings.programme_holdout > 0)
+    steps = plan(paths, waves, seed=seed, policy=policy, reward=reward, inbox=box, conversions=conversions,
+                 programme=settings.programme_holdout > 0)
     started = now()
     run_id = new_run_id("cycle", started)
     parent = settings.runs_dir / run_id
     parent.mkdir(parents=True, exist_ok=False)
     manifest = {"run_id": run_id, "pipeline": "cycle", "status": "running", "started_at": started.isoformat(timespec="seconds"),
-                "parameters": {"specs": [str(p) for p in paths], "waves": waves, "seed": seed, "as_of": as_of, "policy": policy,
+                "parameters": {"specs": [str(p) for p in paths], "waves": waves, "seed": seed, "as_of": as_of, "policy": policy, "reward": reward,
                                "inbox": str(box), "conversions": conversions, "world_dir": None if world_dir is None else str(world_dir)},
                 "seed": seed, "campaigns": [load_spec(p).campaign_id for p in paths], "waves": waves, "steps": [], "metrics": {}}
     _write_parent(parent, manifest)

@@ -312,6 +312,8 @@ def run_demo(
     n_customers: int,              # size of the chain, when the world is new
     seed: int | None = None,
     world_dir: str | Path | None = None,   # the world's own folder; <project>/world when None
+    policy: str | None = None,     # the waves' policy (`run_cycle`); the wave pipeline's default when None
+    reward: str | None = None,     # what it learns from: conversion, revenue or margin
     echo=print,
 ) -> dict:                         # the last cycle's manifest
     """The whole loop through files, week by week on a pinned clock: the cycle runs until it waits for the CRM's events or the
@@ -331,7 +333,8 @@ def run_demo(
         for _ in range(4 * waves + 4):
             os.environ[CLOCK_ENV] = clock.isoformat()
             echo(f"== the cycle at {clock:%Y-%m-%d %H:%M} (a pinned clock: the world's week)")
-            m = run_cycle(specs, waves=waves, root=settings.root, seed=seed, inbox=inbox, world_dir=folder, echo=echo)
+            m = run_cycle(specs, waves=waves, root=settings.root, seed=seed, inbox=inbox, world_dir=folder, policy=policy, reward=reward,
+                          echo=echo)
             if m["status"] != "waiting": return m
             wait = m.get("waiting_for") or {}
             clock = dt.datetime.fromisoformat(wait["until"]) if wait.get("until") else clock + dt.timedelta(days=7)
@@ -359,11 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--n-customers", type=int, default=200_000)
     demo.add_argument("--seed", type=int)
     demo.add_argument("--world", metavar="DIR", help="the world's own folder (default: world/ in the project)")
+    demo.add_argument("--policy", help="the waves' policy, e.g. contextual_thompson (default: the wave pipeline's)")
+    demo.add_argument("--reward", choices=("conversion", "revenue", "margin"), help="what the policy learns from (default: the wave pipeline's)")
     args = p.parse_args(argv)
     from campaign_lab.settings import load_settings
     settings = load_settings(args.root)
     m = run_demo(settings.root, args.campaign, waves=args.waves, n_customers=args.n_customers, seed=args.seed, world_dir=args.world,
-                 echo=lambda line: print(line, flush=True))
+                 policy=args.policy, reward=args.reward, echo=lambda line: print(line, flush=True))
     print(f"cycle {m['run_id']}: {m['status']} ({m['metrics']['steps_run']} run, {m['metrics']['steps_skipped']} already done)"
           + (f": {m['stop_reason']}" if m.get("stop_reason") else ""))
     print(f"index:  {settings.runs_dir / 'index.html'}")
