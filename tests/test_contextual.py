@@ -248,3 +248,17 @@ def test_late_orders_credit_beats_both_alternatives():
     r = late_orders(truth, f, variants, cx.ContextualThompson(), waves=6, seed=8)
     regret = dict(r.group_by("strategy").agg(pl.col("regret").sum()).iter_rows())
     assert regret["credit by arrived share"] < min(regret["pending as failure"], regret["wait for the window"]), regret
+
+
+def test_evidence_prior_survives_a_barely_arrived_pending_wave(world):
+    """Regression: a wave drawn just after the one before counts that wave's sends by a tiny arrived share while its
+    conversions so far are counted whole; the evidence's degrees of freedom then went negative and the Cholesky failed."""
+    feats, variants, pol, space = world
+    rows = pl.DataFrame({"wave": [0] * 40, "cell": np.arange(40) % space.n_cells, "variant_id": list(space.variants[:40]),
+                         "n": [3] * 40, "reward_sum": [1.0] * 40, "reward_sq_sum": [1.0] * 40})
+    st = cx.stats_from_rows(space, rows, {0: 1e-5})
+    for reward in ("conversion", "revenue"):
+        post = cx.posterior(space, st, cx.ContextualThompson(reward=reward))
+        assert np.isfinite(post.mean).all() and post.noise > 0 and (post.prior > 0).all()
+    zero = cx.stats_from_rows(space, rows.with_columns(reward_sum=pl.lit(0.0), reward_sq_sum=pl.lit(0.0)))
+    assert np.allclose(cx.posterior(space, zero, pol).mean, 0.0)     # nothing earned: no effect

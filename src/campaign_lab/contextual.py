@@ -208,7 +208,7 @@ def posterior(space: ContextSpace, stats: ContextStats, policy: ContextualThomps
     b = np.einsum("ca,cv,vi->ai", Z, stats.s, F, optimize=True).reshape(-1)
     N, yy = float(stats.n.sum()), float(stats.ss.sum())
     s0 = 0.25 if policy.reward == "conversion" else (policy.reward_cap / 10) ** 2   # a weak prior on the noise: ten sends' worth
-    noise_of = lambda mean, dof: (10 * s0 + max(yy - 2 * mean @ b + mean @ (A0 @ mean), 0.0)) / (10 + dof)
+    noise_of = lambda mean, dof: (10 * s0 + max(yy - 2 * mean @ b + mean @ (A0 @ mean), 0.0)) / (10 + max(dof, 0.0))
     block = prior_blocks(space)
     lam = np.full(4, float(policy.prior_precision))
     if policy.prior == "evidence" and N > 0:
@@ -220,8 +220,9 @@ def posterior(space: ContextSpace, stats: ContextStats, policy: ContextualThomps
             noise = noise_of(mean, N - gamma.sum())
             g, m2 = np.bincount(block, gamma, 4), np.bincount(block, mean * mean, 4)
             new = lam.copy()
-            new[1] = np.clip(noise * g[1] / max(m2[1], 1e-300), 1e-3, 1e9)
-            new[2:] = noise * (g[2:] + nu) / np.maximum(m2[2:] + nu * size, 1e-300)
+            new[1] = noise * max(g[1], 0.0) / max(m2[1], 1e-300)
+            new[2:] = noise * (np.maximum(g[2:], 0.0) + nu) / np.maximum(m2[2:] + nu * size, 1e-300)
+            new[1:] = np.clip(new[1:], 1e-3, 1e9)   # prior sd between 30 and 3e-5 noise sd: loose enough, and the matrix stays well posed
             done = np.allclose(np.log(new), np.log(lam), atol=1e-3)
             lam = new
             if done: break
