@@ -165,7 +165,7 @@ def test_contextual_waves_through_the_pipelines(project):
                 .group_by("cell", "variant_id").agg(p=pl.col("propensity").unique()))
     assert (per_pair["p"].list.len() == 1).all()
     p = per_pair.with_columns(pl.col("p").list.first())
-    assert p.group_by("cell").agg(pl.col("p").sum())["p"].max() <= 0.9 + 1e-9 and p["p"].min() >= 0.9 * 0.02 / 352 - 1e-12
+    assert p.group_by("cell").agg(pl.col("p").sum())["p"].max() <= 0.9 + 1e-9 and p["p"].min() >= 0.9 * cx.ContextualThompson().epsilon / 352 - 1e-12
     report = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 1)
     text = "\n".join(o.get("text", "") or str(o.get("data", {}).get("text/markdown", "")) for c in nbformat.read(report, 4).cells for o in c.get("outputs", []))
     assert "contextual model's statistics version 1" in text and "wave 0 at" in text, text[:2000]

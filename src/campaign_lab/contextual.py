@@ -36,7 +36,7 @@ def _check(ok: bool, name: str, field: str, msg: str):
 class ContextualThompson:
     "Thompson sampling on a Bayesian linear model of a send's reward: the customer's context crossed with the variant's factors."
     reward: str = "revenue"        # conversion; revenue: what the customer paid, net of the discount; or margin (`variants.offer_margin`)
-    context: tuple = (("avg_ticket", 4), ("offer_share", 2), ("recency_days", 2))   # (feature, quantile bins) beside the segment
+    context: tuple = (("avg_ticket", 4), ("offer_share", 3), ("recency_days", 2))   # (feature, quantile bins) beside the segment
     factors: tuple = FACTORS       # the variant's factors the model shares across
     prior: str = "evidence"        # how the coefficients' prior is set (PRIORS)
     prior_precision: float = 1.0   # fixed: every coefficient ~ N(0, noise variance / prior_precision); evidence: the intercept's, and the start
