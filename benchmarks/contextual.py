@@ -5,6 +5,7 @@ and what it costs at 12 million customers, each beside its baseline measured in 
     .venv/bin/python benchmarks/contextual.py 200000 3 campaigns/win_back.yaml spec     # win_back on its own audience (the spec's
                                                                                       # `audience:` segments: about 16,000 of 200,000)
     .venv/bin/python benchmarks/contextual.py 200000 3 campaigns/win_back.yaml 13000    # or a random 13,000 of the chain each wave
+    .venv/bin/python benchmarks/contextual.py 2000000 1 --capture-only                  # part 1 alone
 
 1. Revenue per send captured, by wave: the share of the gain of each customer's own best variant over uniform allocation,
    spring catalogue (352 variants), three waves, a 10% holdout, the audience emailed every wave: uniform, today's
@@ -38,11 +39,13 @@ from campaign_lab.synth import generate_chain
 from campaign_lab.synth import response_probabilities
 from campaign_lab.variants import build_catalogue, eligible_arms, load_spec
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-SEEDS = list(range(5, 5 + (int(sys.argv[2]) if len(sys.argv) > 2 else 3)))
+CAPTURE_ONLY = "--capture-only" in sys.argv                    # part 1 only (the capture and its ceilings)
+argv = [a for a in sys.argv if a != "--capture-only"]
+N = int(argv[1]) if len(argv) > 1 else 200_000
+SEEDS = list(range(5, 5 + (int(argv[2]) if len(argv) > 2 else 3)))
 BIG = 12_000_000
-SPEC = sys.argv[3] if len(sys.argv) > 3 else "campaigns/spring.yaml"
-AUDIENCE = sys.argv[4] if len(sys.argv) > 4 else None         # "spec": the spec's own audience; a number: a random subset; all when None
+SPEC = argv[3] if len(argv) > 3 else "campaigns/spring.yaml"
+AUDIENCE = argv[4] if len(argv) > 4 else None         # "spec": the spec's own audience; a number: a random subset; all when None
 catalogue = build_catalogue(load_spec(find_root() / SPEC))
 variants = catalogue.variants
 
@@ -179,6 +182,7 @@ class VWAdapter:
             self.vw.learn([s] + lines)
 
 
+if CAPTURE_ONLY: sys.exit(0)
 REF = min(N, 20_000)   # Vowpal Wabbit, example by example from Python, takes about 3 minutes here
 print(f"\n1b. reference points on one world ({REF:,} customers, seed {SEEDS[0]}, same waves and outcomes): captured by wave, and seconds")
 truth, f = world(REF, SEEDS[0])

@@ -43,15 +43,15 @@ def make_project(root: Path, programme: float = 0.0) -> Path:
 
 class Server:
     "`campaign-lab serve` in its own process; stderr to a file (the structured log)."
-    def __init__(self, root: Path):
-        self.root, self.port = root, free_port()
+    def __init__(self, root: Path, env: dict | None = None):
+        self.root, self.port, self.env = root, free_port(), env or {}
         self.log = root / f"serve-{self.port}.log"
 
     def start(self, attempts: int = 5):
         "Start on a free port; if something else took the port meanwhile (the service then exits), again on another."
         for _ in range(attempts):
             self.proc = subprocess.Popen([str(BIN / "campaign-lab"), "--root", str(self.root), "serve", "--port", str(self.port),
-                                          "--tokens", str(self.root / "tokens.txt")], env=cli_env(self.root),
+                                          "--tokens", str(self.root / "tokens.txt")], env=cli_env(self.root) | self.env,
                                          stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
             deadline = time.time() + 60
             while time.time() < deadline and self.proc.poll() is None:
@@ -305,6 +305,39 @@ def test_the_service_follows_the_wave_runs_and_a_promotion(tmp_path):
                             "-p", "policy=champion", "-p", "seed=5", "-p", "holdout=0.2"], env=cli_env(root), capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr                   # a wave on the promoted policy (the alias resolves to uniform)
         assert set(read_table(root / "lake", "assignments").filter(wave=3)["policy"]) == {"uniform"}
+    finally: srv.stop()
+
+
+def test_a_contextual_campaign_is_served_as_its_wave_drew_it(tmp_path):
+    """A contextual wave run through the CLI, then the service on the same pinned clock: every customer of that wave gets the
+    wave's arm, variant and propensity (each in its cell, from the features of the lake's orders, with the wave's posterior
+    draws), by default too; a customer the lake does not know is served per segment and says so."""
+    root = make_project(tmp_path / "p")
+    clock = {"CAMPAIGN_LAB_CLOCK": "2026-12-20T09:00:00"}   # the wave and the service see the same pending waves
+    r = subprocess.run([str(BIN / "campaign-lab"), "--root", str(root), "run", "wave", "-p", "campaign_id=spring", "-p", "wave=2",
+                        "-p", "policy=contextual_thompson", "-p", "reward=conversion"], env=cli_env(root) | clock,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    srv = Server(root, env=clock).start()
+    try:
+        rows = read_table(root / "lake", "assignments").filter(wave=2).sort("customer_id")
+        assert set(rows["policy"]) == {"contextual_thompson"}
+        got = []
+        for i in range(0, rows.height, 1000):
+            ids = rows["customer_id"][i:i + 1000].to_list()
+            status, _, body = srv.call("POST", "/v1/decisions/batch", {"requests": [ask(c, f"ctx-{c}", wave=2) for c in ids]})
+            assert status == 200, body
+            got += [("holdout" if a["holdout"] else "treatment", a["variant"] and a["variant"]["variant_id"], a["propensity"], a["policy"])
+                    for a in body["decisions"]]
+        want = rows.select(pl.col("arm").cast(pl.String), "variant_id", "propensity", "policy").rows()
+        assert got == want and len(got) > 2000
+        treated = rows.filter(arm="treatment")
+        status, _, one = srv.call("POST", "/v1/decisions", ask(treated["customer_id"][0], "ctx-default"))   # no wave named
+        assert status == 200 and one["wave"] == 2 and one["propensity"] == treated["propensity"][0]
+        status, _, cold = srv.call("POST", "/v1/decisions", ask(10**12, "ctx-cold"))
+        assert status == 200 and cold["cold_start"] and cold["policy"] == "thompson_beta"      # per segment: no features, no cell
+        status, _, ready = srv.call("GET", "/health/ready")
+        assert ready["policies"]["spring"].startswith("wave run") and ready["reload_error"] is None
     finally: srv.stop()
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from .bandit import BanditState, Policy, allocation, make_policy, state_for_campaign
+from .contextual import ContextSpace, ContextStats, ContextualThompson, allocation as context_allocation, cells
 from .contracts import ContractError, default_parameters, validate
 from .draws import keyed_uniform_one, stream_key
 from .lake import HEAD_FILE, TABLES, read_table, table_version, table_versions
@@ -31,14 +32,15 @@ from .records import Metrics, list_runs, now
 from .registry import ARTEFACTS, REGISTRY_FILE, alias_entry, resolve_alias
 from .settings import Settings, load_settings
 from .variants import campaign_rules
-from .waves import PROGRAMME_STREAM, feedback_policy, guard_arms, guardrail_counts, guardrail_status, latest_segmenter, unsubscribed
+from .waves import PROGRAMME_STREAM, context_inputs, context_space, feedback_policy, make_wave_policy, guard_arms, guardrail_counts, guardrail_status, latest_segmenter, unsubscribed
+from .segments import feature_date, features
 
 # %% auto #0
 __all__ = ['Campaign', 'campaign_allocation', 'Customers', 'customer_index', 'Model', 'StateError', 'model_signature',
-           'serving_policy', 'load_model', 'UnknownCampaign', 'decision_id', 'decide', 'log_record', 'DecisionLog',
-           'LogRead', 'read_decision_log', 'new_decisions', 'DecisionsMetrics', 'fold_logs', 'ServeConfigError',
-           'Token', 'load_tokens', 'check_token', 'DecisionRequest', 'BatchRequest', 'validation_problem',
-           'ServiceMetrics', 'Service', 'create_app']
+           'serving_policy', 'ContextServe', 'context_features', 'context_serve', 'context_slots', 'load_model',
+           'UnknownCampaign', 'decision_id', 'decide', 'log_record', 'DecisionLog', 'LogRead', 'read_decision_log',
+           'new_decisions', 'DecisionsMetrics', 'fold_logs', 'ServeConfigError', 'Token', 'load_tokens', 'check_token',
+           'DecisionRequest', 'BatchRequest', 'validation_problem', 'ServiceMetrics', 'Service', 'create_app']
 
 # %% ../../nbs/61_serve.ipynb #2c6164c5
 class Campaign(NamedTuple):
@@ -48,11 +50,12 @@ class Campaign(NamedTuple):
     policy_source: str          # where the policy came from: the champion alias, the campaign's latest wave run, or the default
     seed: int                   # the draws' seed: the campaign's latest wave run's, else the settings'
     holdout: float              # share kept as untreated control (the campaign's latest wave run's, else the settings')
-    state_version: int          # the bandit state version the allocation is computed from
+    state_version: int          # the bandit state version the allocation is computed from (a contextual answer: its context_state version)
     wave: int                   # the draw key when a request names none: the state version (wave k is drawn from version k)
     segments: dict              # segment -> (variant ids, cumulative shares, treated propensities), variants sorted by id
     cold: tuple                 # the same for a customer the lake does not know: the segments' allocations pooled by size
     hold_stream: int            # `stream_key(campaign_id, "holdout")`, as `bandit.assign` draws it
+    context: "ContextServe | None" = None   # a contextual campaign's cells and allocations (`context_serve`); None: per segment
 
 # %% ../../nbs/61_serve.ipynb #bc03be7c
 _NOTHING = float("inf")
@@ -154,19 +157,75 @@ def serving_policy(
     campaign_id: str,
     wave_run=None,             # the campaign's newest succeeded wave run (a RunRecord), or None
 ) -> tuple[Policy, str]:       # the policy and where it came from
-    "The policy a campaign is served with: the champion alias if one is promoted, else its latest wave's, else Thompson on conversions."
+    "The policy a campaign is served with: the champion alias if one is promoted, else its latest wave's, else Thompson on conversions (a contextual one too)."
     def served(config: dict, source: str) -> tuple[Policy, str]:
         name = config.pop("name")
-        if name != "contextual_thompson": return make_policy(name, **config), source
-        # one customer at a time, the service has no features as of the wave: it serves the campaign's per-segment state
-        fallback = feedback_policy(config.get("reward", "revenue"))
-        return fallback, f"{source}: contextual_thompson is drawn in waves only; served per segment with {fallback.name}"
+        return make_wave_policy(name, **config), source
     if alias_entry(settings.runs_dir, "policy", "champion"):
         path = resolve_alias(settings.runs_dir, "policy", "champion")
         return served(json.loads(path.read_text()), f"champion (run {path.parent.name})")
     if wave_run is not None and (path := settings.runs_dir / wave_run.run_id / ARTEFACTS["policy"]).exists():
         return served(json.loads(path.read_text()), f"wave run {wave_run.run_id}")
     return feedback_policy("conversion"), "default (thompson_beta on conversions: no wave run or champion yet)"
+
+# %% ../../nbs/61_serve.ipynb #a3e60f6c
+class _LakeReader:
+    "The lake, read as the wave functions read a run's tables (latest versions, no contract check)."
+    def __init__(self, lake: Path): self.lake = lake
+    def has(self, table: str) -> bool: return bool(table_versions(self.lake, table))
+    def read(self, table: str, *, validate: bool = True, lazy: bool = False): return read_table(self.lake, table, lazy=lazy)
+
+class ContextServe(NamedTuple):
+    "A contextual campaign as the service draws it: every known customer's cell, and the allocation per draw key."
+    policy: ContextualThompson
+    fallback: Policy            # the per-segment policy for a customer without a cell
+    space: ContextSpace
+    stats: ContextStats         # pending waves weighted as at the reload
+    eligible: np.ndarray        # (cells, variants)
+    cell: np.ndarray            # per row of `Customers`: the customer's cell, -1 when the space has none for it
+    version: int                # the context_state version read
+    wave: int                   # the default draw key: the newest contextual wave until its feedback, then the next
+    slots: dict                 # wave -> per cell (variant ids, cumulative shares, treated propensities): filled when first asked
+
+# %% ../../nbs/61_serve.ipynb #654032d8
+def context_features(lake: Path, customers: "Customers") -> pl.DataFrame:
+    "Every known customer's segment and behavioural features as of the day after the lake's last order, in the order of `customers`."
+    cust, orders = read_table(lake, "customers"), read_table(lake, "transactions")
+    day = feature_date(orders["ordered_at"].max(), "")
+    return (pl.DataFrame({"customer_id": customers.ids, "segment": customers.segment})
+            .join(features(orders, cust, as_of=day), on="customer_id", how="left", maintain_order="left"))
+
+# %% ../../nbs/61_serve.ipynb #a7e50dfc
+def context_serve(
+    lake: Path,
+    campaign_id: str,
+    policy: ContextualThompson,
+    arms: pl.DataFrame,          # the campaign's arms now (a variant a guardrail stopped left out)
+    feats: pl.DataFrame,         # `context_features`
+    *,
+    window_days: float,          # the attribution window (pending waves)
+) -> "ContextServe | None":      # None while the campaign has no contextual wave yet
+    "A contextual campaign's cells and statistics, as its next wave would draw from them now."
+    reader = _LakeReader(lake)
+    known = context_space(reader, campaign_id)
+    if known is None: return None
+    space, counted = known
+    at = now().replace(tzinfo=None, microsecond=0)
+    stats, version, _, eligible = context_inputs(reader, campaign_id, space, arms, at=at, window_days=window_days)
+    drawn = read_table(lake, "context_cells", lazy=True).filter(campaign_id=campaign_id).select(pl.col("wave").max()).collect().item()
+    fed = drawn is not None and read_table(lake, "context_state", lazy=True).filter(campaign_id=campaign_id, wave=drawn).head(1).collect().height > 0
+    key = 0 if drawn is None else int(drawn) + int(fed)   # the newest contextual wave until its feedback comes, then the next
+    return ContextServe(policy, feedback_policy(policy.reward), space, stats, eligible, cells(space, feats), version, key, {})
+
+# %% ../../nbs/61_serve.ipynb #9cc02118
+def context_slots(ctx: ContextServe, campaign_id: str, *, seed: int, holdout: float, wave: int) -> list:
+    "Per cell, the slots of the allocation a wave keyed `wave` draws from (computed once per key)."
+    got = ctx.slots.get(wave)
+    if got is None:
+        probs = context_allocation(ctx.space, ctx.stats, ctx.policy, seed=seed, campaign_id=campaign_id, wave=wave, eligible=ctx.eligible)
+        if len(ctx.slots) >= 16: ctx.slots.clear()   # a few keys are asked for; a client cycling through many is not kept
+        got = ctx.slots[wave] = [_slots(list(ctx.space.variants), p, holdout) for p in probs]
+    return got
 
 # %% ../../nbs/61_serve.ipynb #34e5a6e9
 _VARIANT_FIELDS = ("variant_id", "subject", "preheader", "cta", "tonality", "offer_type", "offer_value", "subject_template")
@@ -192,7 +251,7 @@ def load_model(
                                unsubscribed(events))
     rules = read_table(lake, "campaigns") if table_versions(lake, "campaigns") else None
     counts = dict(zip(*np.unique(customers.segment[customers.segment >= 0], return_counts=True)))
-    runs, campaigns = _wave_runs(settings), {}
+    runs, campaigns, feats = _wave_runs(settings), {}, None
     for cid in sorted(arms["campaign_id"].unique().to_list()):
         own = arms.filter(campaign_id=cid)
         guardrails = campaign_rules(rules, cid).guardrails
@@ -202,12 +261,21 @@ def load_model(
         try:
             policy, source = serving_policy(settings, cid, run)
             if guardrails: own, _ = guard_arms(own, guardrail_status(guardrail_counts(events, cid), guardrails))   # as the next wave would
-            st = state_for_campaign(latest, None, own, policy)
+            ctx = None
+            if isinstance(policy, ContextualThompson):
+                if feats is None: feats = context_features(lake, customers)
+                ctx = context_serve(lake, cid, policy, own, feats, window_days=settings.attribution_days)
+                if ctx is None:   # no contextual wave yet: no cells to draw in
+                    policy, source = feedback_policy(policy.reward), f"{source}: contextual_thompson has no wave yet; served per segment"
+            per_segment = policy if ctx is None else ctx.fallback
+            st = state_for_campaign(latest, None, own, per_segment)
             seed = int(run.parameters.get("seed", settings.seed)) if run else settings.seed
             holdout = float(run.parameters.get("holdout", settings.holdout_share)) if run else settings.holdout_share
-            segs, cold = campaign_allocation(st, policy, holdout=holdout, sizes={int(k): int(v) for k, v in counts.items()})
+            segs, cold = campaign_allocation(st, per_segment, holdout=holdout, sizes={int(k): int(v) for k, v in counts.items()})
+            if ctx is not None: context_slots(ctx, cid, seed=seed, holdout=holdout, wave=ctx.wave)   # the default key, before any request
         except (ValueError, FileNotFoundError) as e: raise StateError(f"campaign '{cid}' cannot be served: {e}") from None
-        campaigns[cid] = Campaign(cid, policy, source, seed, holdout, st.version, st.version, segs, cold, stream_key(cid, "holdout"))
+        campaigns[cid] = Campaign(cid, policy, source, seed, holdout, st.version, st.version if ctx is None else ctx.wave, segs, cold,
+                                  stream_key(cid, "holdout"), ctx)
     info = {r["variant_id"]: r for r in variants.select(_VARIANT_FIELDS).to_dicts()}
     return Model(campaigns, customers, info, settings.programme_holdout, settings.seed, signature,
                  now().isoformat(timespec="seconds"), versions)
@@ -251,13 +319,18 @@ def decide(
     if model.programme > 0 and keyed_uniform_one(model.programme_seed, PROGRAMME_STREAM, customer_id) < model.programme:
         out.update(reason="programme_holdout", holdout=True); return out
     i = model.customers.find(customer_id)
+    cell = -1
     if i >= 0:
         if not model.customers.opt_in[i]: out["reason"] = "opted_out"; return out
         seg = int(model.customers.segment[i])
         slots = c.segments.get(seg)
         out["segment"] = seg if seg >= 0 else None
         if slots is None: out["reason"] = "not_eligible"; return out
+        if c.context is not None: cell = int(c.context.cell[i])
     else: slots = c.cold; out["cold_start"] = True
+    if c.context is not None:   # a contextual campaign: the customer's cell, as the wave keyed w draws it; per segment without one
+        if cell >= 0: slots, out["state_version"] = context_slots(c.context, campaign_id, seed=c.seed, holdout=c.holdout, wave=w)[cell], c.context.version
+        else: out["policy"] = c.context.fallback.name
     if keyed_uniform_one(c.seed, c.hold_stream, customer_id) < c.holdout:
         out.update(reason="campaign_holdout", holdout=True, propensity=c.holdout); return out
     ids, cum, prop = slots

@@ -33,12 +33,12 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'taken_this_wave', 'programme_holdout', 'unsubscribed', 'build_audience', 'prior_wave', 'Wave',
            'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'feedback_policy', 'assign_wave',
            'unanswered', 'PolarsEngine', 'make_wave_policy', 'ContextWave', 'context_space', 'context_rows',
-           'pending_weights', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation', 'read_allocation',
-           'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history',
-           'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch',
-           'contradictions', 'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities',
-           'policy_estimate', 'champion_challenger', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation',
-           'apply_segmenter']
+           'pending_weights', 'context_inputs', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation',
+           'read_allocation', 'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave',
+           'bandit_history', 'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError',
+           'check_batch', 'contradictions', 'context_update', 'fold_feedback', 'attribute_orders',
+           'candidate_probabilities', 'policy_estimate', 'champion_challenger', 'FeedbackMetrics', 'feedback_metrics',
+           'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -447,6 +447,25 @@ def pending_weights(
                   .select(d=(pl.col("occurred_at") - pl.col("assigned_at")).dt.total_seconds() / 86400).collect()["d"].to_numpy())
     return {int(w): float(arrived_share(a, window_days, delays)) for w, a in open_.select("wave", "age").iter_rows()}
 
+# %% ../../nbs/35_waves.ipynb #250d45e1
+def context_inputs(
+    reader: Reader,
+    campaign_id: str,
+    space: ContextSpace,
+    arms: pl.DataFrame,        # segment, variant_id: what the campaign may send now (a variant a guardrail stopped already left out)
+    *,
+    at: dt.datetime,           # now (naive UTC, as the tables store it): which earlier waves are still pending, and how far
+    window_days: float,        # the attribution window
+) -> tuple[ContextStats, int, dict, np.ndarray]:   # statistics, the context_state version read, pending weights, eligible (cells, variants)
+    "What a contextual allocation is drawn from, for a wave and for the decision service alike: the statistics with pending waves weighted, and each cell's eligible variants."
+    per = space.n_cells // len(space.segments)
+    pairs = set(arms.select("segment", "variant_id").iter_rows())
+    eligible = np.array([[(space.segments[c // per], v) in pairs for v in space.variants] for c in range(space.n_cells)])
+    eligible[~eligible.any(axis=1)] = True   # a cell of a segment without arms has no customer in the audience: its row is never drawn from
+    rows, version = context_rows(reader, campaign_id)
+    weights = pending_weights(reader, campaign_id, at=at, window_days=window_days)
+    return stats_from_rows(space, rows, weights), version, weights, eligible
+
 # %% ../../nbs/35_waves.ipynb #ef5aabc6
 def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave, policy, holdout, seed, window_days, first, status, stopped) -> Wave:
     "The contextual half of `assign_wave`: features, the frozen space, pending weights, the allocation over eligible pairs, keyed draws."
@@ -465,14 +484,8 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
     if unknown := sorted(set(arms["variant_id"].to_list()) - set(space.variants)):
         raise ValueError(f"campaign '{campaign_id}': variant(s) {unknown[:5]} are not in its contextual space (fitted at its first wave): "
                          "a campaign's variants are fixed once it runs contextually; start a new campaign id for a new catalogue")
-    per = space.n_cells // len(space.segments)
-    pairs = set(arms.select("segment", "variant_id").iter_rows())
-    eligible = np.array([[(space.segments[c // per], v) in pairs for v in space.variants] for c in range(space.n_cells)])
-    eligible[~eligible.any(axis=1)] = True   # a cell of a segment without arms has no customer in the audience: its row is never drawn from
-    rows_, version = context_rows(reader, campaign_id)
     at = now().replace(tzinfo=None, microsecond=0)
-    weights = pending_weights(reader, campaign_id, at=at, window_days=window_days)
-    stats = stats_from_rows(space, rows_, weights)
+    stats, version, weights, eligible = context_inputs(reader, campaign_id, space, arms, at=at, window_days=window_days)
     probs = context_allocation(space, stats, policy, seed=seed, campaign_id=campaign_id, wave=wave, eligible=eligible)
     cell = cells(space, feats)
     ids = feats["customer_id"].to_numpy()
