@@ -770,6 +770,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'campaign_lab/waves.py'),
                                     'campaign_lab.waves.champion_challenger': ('waves.html#champion_challenger', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.check_batch': ('waves.html#check_batch', 'campaign_lab/waves.py'),
+                                    'campaign_lab.waves.check_counted': ('waves.html#check_counted', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.context_inputs': ('waves.html#context_inputs', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.context_rows': ('waves.html#context_rows', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.context_space': ('waves.html#context_space', 'campaign_lab/waves.py'),

@@ -32,7 +32,7 @@ from .records import Metrics, list_runs, now
 from .registry import ARTEFACTS, REGISTRY_FILE, alias_entry, resolve_alias
 from .settings import Settings, load_settings
 from .variants import campaign_rules
-from .waves import PROGRAMME_STREAM, context_inputs, context_space, feedback_policy, make_wave_policy, guard_arms, guardrail_counts, guardrail_status, latest_segmenter, unsubscribed
+from .waves import PROGRAMME_STREAM, check_counted, context_inputs, context_space, feedback_policy, make_wave_policy, guard_arms, guardrail_counts, guardrail_status, latest_segmenter, unsubscribed
 from .segments import feature_date, features
 
 # %% auto #0
@@ -51,7 +51,8 @@ class Campaign(NamedTuple):
     seed: int                   # the draws' seed: the campaign's latest wave run's, else the settings'
     holdout: float              # share kept as untreated control (the campaign's latest wave run's, else the settings')
     state_version: int          # the bandit state version the allocation is computed from (a contextual answer: its context_state version)
-    wave: int                   # the draw key when a request names none: the state version (wave k is drawn from version k)
+    wave: int                   # the draw key when a request names none: the state version (wave k is drawn from version k);
+                                # a contextual campaign's: its newest contextual wave until that wave's feedback, then the next
     segments: dict              # segment -> (variant ids, cumulative shares, treated propensities), variants sorted by id
     cold: tuple                 # the same for a customer the lake does not know: the segments' allocations pooled by size
     hold_stream: int            # `stream_key(campaign_id, "holdout")`, as `bandit.assign` draws it
@@ -210,6 +211,7 @@ def context_serve(
     known = context_space(reader, campaign_id)
     if known is None: return None
     space, counted = known
+    check_counted(campaign_id, counted, policy)   # as its next wave would refuse
     at = now().replace(tzinfo=None, microsecond=0)
     stats, version, _, eligible = context_inputs(reader, campaign_id, space, arms, at=at, window_days=window_days)
     drawn = read_table(lake, "context_cells", lazy=True).filter(campaign_id=campaign_id).select(pl.col("wave").max()).collect().item()

@@ -33,12 +33,12 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'taken_this_wave', 'programme_holdout', 'unsubscribed', 'build_audience', 'prior_wave', 'Wave',
            'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'feedback_policy', 'assign_wave',
            'unanswered', 'PolarsEngine', 'make_wave_policy', 'ContextWave', 'context_space', 'context_rows',
-           'pending_weights', 'context_inputs', 'VariantShare', 'send_list', 'allocation_record', 'write_allocation',
-           'read_allocation', 'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave',
-           'bandit_history', 'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError',
-           'check_batch', 'contradictions', 'context_update', 'fold_feedback', 'attribute_orders',
-           'candidate_probabilities', 'policy_estimate', 'champion_challenger', 'FeedbackMetrics', 'feedback_metrics',
-           'Segmentation', 'apply_segmenter']
+           'pending_weights', 'check_counted', 'context_inputs', 'VariantShare', 'send_list', 'allocation_record',
+           'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics', 'reward_per_send',
+           'value_over_uniform', 'stopped_by_wave', 'bandit_history', 'leaderboard', 'WaveRows', 'triggered_rows',
+           'wave_rows', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions', 'context_update', 'fold_feedback',
+           'attribute_orders', 'candidate_probabilities', 'policy_estimate', 'champion_challenger', 'FeedbackMetrics',
+           'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -447,6 +447,13 @@ def pending_weights(
                   .select(d=(pl.col("occurred_at") - pl.col("assigned_at")).dt.total_seconds() / 86400).collect()["d"].to_numpy())
     return {int(w): float(arrived_share(a, window_days, delays)) for w, a in open_.select("wave", "age").iter_rows()}
 
+# %% ../../nbs/35_waves.ipynb #7c0ffd44
+def check_counted(campaign_id: str, counted: ContextualThompson, policy: ContextualThompson) -> None:
+    "A contextual campaign's statistics count one reward with one cap (its first wave's): a policy asking for another is refused, naming both."
+    if (counted.reward, counted.reward_cap) != (policy.reward, policy.reward_cap):
+        raise ValueError(f"campaign '{campaign_id}': its contextual statistics count reward {counted.reward} capped at {counted.reward_cap:g}; "
+                         f"policy asks for {policy.reward} capped at {policy.reward_cap:g}: keep them, or start a new campaign id")
+
 # %% ../../nbs/35_waves.ipynb #250d45e1
 def context_inputs(
     reader: Reader,
@@ -478,9 +485,7 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
         space = fit_space(feats, variants, policy)
     else:
         space, counted = known
-        if (counted.reward, counted.reward_cap) != (policy.reward, policy.reward_cap):
-            raise ValueError(f"campaign '{campaign_id}': its contextual statistics count reward {counted.reward} capped at {counted.reward_cap:g}; "
-                             f"policy asks for {policy.reward} capped at {policy.reward_cap:g}: keep them, or start a new campaign id")
+        check_counted(campaign_id, counted, policy)
     if unknown := sorted(set(arms["variant_id"].to_list()) - set(space.variants)):
         raise ValueError(f"campaign '{campaign_id}': variant(s) {unknown[:5]} are not in its contextual space (fitted at its first wave): "
                          "a campaign's variants are fixed once it runs contextually; start a new campaign id for a new catalogue")
