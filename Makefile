@@ -152,6 +152,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/guardrails.py
 	$(BIN)/python benchmarks/contextual.py
+	$(BIN)/python benchmarks/contextual_ablation.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/steps.py
 	$(BIN)/python benchmarks/spark.py
