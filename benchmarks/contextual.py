@@ -35,8 +35,7 @@ from campaign_lab.draws import keyed_uniforms, stream_key
 from campaign_lab.segments import assign_segments, features, fit_segmenter, profile
 from campaign_lab.settings import find_root
 from campaign_lab.simulate import capture_by_wave, late_orders
-from campaign_lab.synth import generate_chain
-from campaign_lab.synth import response_probabilities
+from campaign_lab.synth import generate_chain, response_probabilities
 from campaign_lab.variants import build_catalogue, eligible_arms, load_spec
 
 CAPTURE_ONLY = "--capture-only" in sys.argv                    # part 1 only (the capture and its ceilings)
