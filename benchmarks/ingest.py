@@ -13,7 +13,10 @@ The exports are written once by the synthetic world (not timed). Steps, each bes
 - lift: `orders_window` (visits and spend in the 28 days after the wave, spend in the 28 before, from the lake's
   orders) and `measure_lift` at 12M customers, beside a bare scan of the orders' time and amount columns.
 
-    .venv/bin/python benchmarks/ingest.py [--customers 12000000]
+    .venv/bin/python benchmarks/ingest.py [--customers 12000000] [--work DIR] [--only ingest,floor_ingest,...]
+
+With `--work DIR` the prepared exports and lakes are kept in DIR and reused by the next call (the steps that write start
+from a fresh copy each time), so one step can be measured again after a change without preparing 12M customers anew.
 """
 from __future__ import annotations
 
@@ -75,12 +78,12 @@ def step(name: str, work: Path, n: int) -> dict:
             ctx.publish(ing.tables, append=ing.append)
             out[table] = ing.added.height
     elif name.startswith("append_"):
-        ctx = open_run(str(work / name.split("_", 1)[1]), "", "ingest")
+        ctx = open_run(str(work / f"run_{name}"), "", "ingest")
         ing = ingest_files(ctx, "transactions", [ex / "week_new.parquet"])
         ctx.publish(ing.tables, append=ing.append)
         out["added"], out["history_rows"] = ing.added.height, ing.total_rows - ing.added.height
         from campaign_lab.lake import table_version
-        out["parts"] = len(table_version(work / name.split("_", 1)[1] / "lake", "transactions").files)
+        out["parts"] = len(table_version(work / f"run_{name}" / "lake", "transactions").files)
     elif name == "export":
         from campaign_lab.export import FORMATS, export_wave
         from campaign_lab.waves import Tables
@@ -164,42 +167,58 @@ def prepare(work: Path, n: int) -> None:
     lift = project(work / "lift")
     write_table(lift / "lake", "transactions", pl.read_parquet(ex / "orders.parquet"), append=True)
     for tx in weeks[:5]: write_table(lift / "lake", "transactions", tx, append=True)
-    project(work / "big")
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--customers", type=int, default=12_000_000)
-    p.add_argument("--step"); p.add_argument("--work")
+    p.add_argument("--step", help="run one step in this process (what the benchmark does in a child)")
+    p.add_argument("--work", help="with --step: the prepared folder; alone: prepare it here once and keep it")
+    p.add_argument("--only", help="comma-separated steps to run (a step and its floor print together)")
     args = p.parse_args()
     if args.step:
         print(json.dumps(step(args.step, Path(args.work), args.customers))); return
-    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    keep = args.work is not None
+    work = Path(args.work) if keep else Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
         t0 = time.perf_counter()
-        prepare(work, args.customers)
-        print(f"exports and lakes prepared in {time.perf_counter() - t0:.0f} s (not timed below) at {args.customers:,} customers")
-        r = {s: run_step(s, work, args.customers) for s in ("floor_ingest", "ingest", "append_small", "append_big10",
-                                                           "floor_export", "export", "floor_lift", "lift")}
-        i, f = r["ingest"], r["floor_ingest"]
-        print(f"\ningest {i['customers']:,} customers + {i['transactions']:,} orders: {i['seconds']:.1f} s, peak {i['peak_gb']:.1f} GB "
-              f"(target < 90 s, < 8 GB); IO floor (read both exports, write them once) {f['seconds']:.1f} s, peak {f['peak_gb']:.1f} GB: "
-              f"{i['seconds'] / f['seconds']:.1f}x the floor")
-        a, b = r["append_small"], r["append_big10"]
-        print(f"weekly append of {a['added']:,} orders: {a['seconds']:.2f} s onto {a['history_rows']:,} rows of history ({a['parts']} parts), "
-              f"{b['seconds']:.2f} s onto {b['history_rows']:,} rows ({b['parts']} parts): ratio {b['seconds'] / a['seconds']:.2f} "
-              f"(target < 10 s, independent of the history); peaks {a['peak_gb']:.1f} / {b['peak_gb']:.1f} GB")
-        e, fe = r["export"], r["floor_export"]
-        braze = e["recipients"] / 75_000     # Braze's /users/track takes about 75,000 attribute updates a second: 160 s for 12M
-        print(f"export of {e['recipients']:,} recipients in 4 formats ({e['files']} files, {e['gb']} GB): {e['seconds']:.1f} s, peak "
-              f"{e['peak_gb']:.1f} GB (target < 30 s); Braze's rate limit for the same updates {braze:.0f} s ({braze / e['seconds']:.1f}x "
-              f"the export); recipients once as parquet {fe['seconds']:.1f} s")
-        l, fl = r["lift"], r["floor_lift"]
-        print(f"lift from the lake's orders at {l['customers']:,} customers: {l['seconds']:.1f} s, peak {l['peak_gb']:.1f} GB (target < 20 s); "
-              f"a bare scan of {fl['rows']:,} orders' customer, time and amount {fl['seconds']:.1f} s")
+        if not (work / "exports").exists():
+            prepare(work, args.customers)
+            print(f"exports and lakes prepared in {time.perf_counter() - t0:.0f} s (not timed below) at {args.customers:,} customers")
+        steps = ("floor_ingest", "ingest", "append_small", "append_big10", "floor_export", "export", "floor_lift", "lift")
+        only = set(args.only.split(",")) if args.only else set(steps)
+        if bad := only - set(steps): raise SystemExit(f"--only: unknown steps {sorted(bad)}; known: {', '.join(steps)}")
+        r = {}
+        for s in (s for s in steps if s in only):
+            if s == "ingest" or s.startswith("append_"):   # these write: each run starts from the prepared lake
+                src, dst = (None, work / "big") if s == "ingest" else (work / s.split("_", 1)[1], work / f"run_{s}")
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(src, dst) if src else project(dst)
+            r[s] = run_step(s, work, args.customers)
+        print()
+        if {"ingest", "floor_ingest"} <= r.keys():
+            i, f = r["ingest"], r["floor_ingest"]
+            print(f"ingest {i['customers']:,} customers + {i['transactions']:,} orders: {i['seconds']:.1f} s, peak {i['peak_gb']:.1f} GB "
+                  f"(target < 90 s, < 8 GB); IO floor (read both exports, write them once) {f['seconds']:.1f} s, peak {f['peak_gb']:.1f} GB: "
+                  f"{i['seconds'] / f['seconds']:.1f}x the floor")
+        if {"append_small", "append_big10"} <= r.keys():
+            a, b = r["append_small"], r["append_big10"]
+            print(f"weekly append of {a['added']:,} orders: {a['seconds']:.2f} s onto {a['history_rows']:,} rows of history ({a['parts']} parts), "
+                  f"{b['seconds']:.2f} s onto {b['history_rows']:,} rows ({b['parts']} parts): ratio {b['seconds'] / a['seconds']:.2f} "
+                  f"(target < 10 s, independent of the history); peaks {a['peak_gb']:.1f} / {b['peak_gb']:.1f} GB")
+        if {"export", "floor_export"} <= r.keys():
+            e, fe = r["export"], r["floor_export"]
+            braze = e["recipients"] / 75_000     # Braze's /users/track takes about 75,000 attribute updates a second: 160 s for 12M
+            print(f"export of {e['recipients']:,} recipients in 4 formats ({e['files']} files, {e['gb']} GB): {e['seconds']:.1f} s, peak "
+                  f"{e['peak_gb']:.1f} GB (target < 30 s); Braze's rate limit for the same updates {braze:.0f} s ({braze / e['seconds']:.1f}x "
+                  f"the export); recipients once as parquet {fe['seconds']:.1f} s")
+        if {"lift", "floor_lift"} <= r.keys():
+            l, fl = r["lift"], r["floor_lift"]
+            print(f"lift from the lake's orders at {l['customers']:,} customers: {l['seconds']:.1f} s, peak {l['peak_gb']:.1f} GB (target < 20 s); "
+                  f"a bare scan of {fl['rows']:,} orders' customer, time and amount {fl['seconds']:.1f} s")
         print(json.dumps(r))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep: shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,25 @@ def test_the_readmes_example_exports_ingest(project):
 def test_the_example_currents_mapping_is_the_worlds():
     from campaign_lab.world import CURRENTS_MAPPING
     assert (REPO / "examples" / "braze_currents_events.yaml").read_text() == CURRENTS_MAPPING
+
+
+def test_an_enum_column_converts_its_categories_as_rows_would(tmp_path):
+    "A parquet export's Enum column (a pandas/arrow dictionary) is converted once per category: same result as row by row, errors name rows."
+    from campaign_lab.ingest import ExportError, Mapping, read_export
+    rows = {"transaction_id": [1, 2, 3, 4], "customer_id": [7, 7, 8, 9], "ordered_at": ["2026-01-02 12:00:00"] * 4,
+            "amount": [10.0, 12.5, 9.0, 30.0], "items": [1, 2, 1, 3], "used_offer": [False, True, False, False]}
+    text = pl.DataFrame(rows | {"daypart": ["Dinner ", "lunch", None, "LATE"]})
+    enum = text.with_columns(pl.col("daypart").cast(pl.Enum(["LATE", "lunch", "Dinner "])))   # the export's own order
+    m = Mapping("transactions", values={"daypart": {"Dinner ": "dinner", "LATE": "late"}}, defaults={"daypart": "afternoon"})
+    text.write_parquet(tmp_path / "text.parquet"); enum.write_parquet(tmp_path / "enum.parquet")
+    a, b = read_export("transactions", tmp_path / "text.parquet", m), read_export("transactions", tmp_path / "enum.parquet", m)
+    assert b["daypart"].to_list() == ["dinner", "lunch", "afternoon", "late"]
+    assert a.equals(b) and b.schema == a.schema
+    bad = text.with_columns(pl.col("daypart").cast(pl.Enum(["LATE", "lunch", "Dinner ", "brunch"])))
+    bad = bad.with_columns(pl.when(pl.col("transaction_id") == 3).then(pl.lit("brunch")).otherwise("daypart").cast(bad.schema["daypart"]).alias("daypart"))
+    bad.write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ExportError, match=r"bad.parquet: column 'daypart': 1 value\(s\) are not one of .*'brunch' \(row 3\)"):
+        read_export("transactions", tmp_path / "bad.parquet", m)
+    unused = enum.with_columns(pl.col("daypart").cast(pl.String).cast(pl.Enum(["LATE", "lunch", "Dinner ", "brunch"])))
+    unused.write_parquet(tmp_path / "unused.parquet")   # a category no row uses does not fail the file
+    assert read_export("transactions", tmp_path / "unused.parquet", m).equals(a)

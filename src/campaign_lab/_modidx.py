@@ -319,6 +319,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'campaign_lab.ingest.Mapping': ('ingest.html#mapping', 'campaign_lab/ingest.py'),
                                      'campaign_lab.ingest.MappingError': ('ingest.html#mappingerror', 'campaign_lab/ingest.py'),
                                      'campaign_lab.ingest._column': ('ingest.html#_column', 'campaign_lab/ingest.py'),
+                                     'campaign_lab.ingest._convert': ('ingest.html#_convert', 'campaign_lab/ingest.py'),
                                      'campaign_lab.ingest._derive_daypart': ('ingest.html#_derive_daypart', 'campaign_lab/ingest.py'),
                                      'campaign_lab.ingest._examples': ('ingest.html#_examples', 'campaign_lab/ingest.py'),
                                      'campaign_lab.ingest._mapping_lines': ('ingest.html#_mapping_lines', 'campaign_lab/ingest.py'),

@@ -146,6 +146,9 @@ def _examples(raw: pl.Series, bad: pl.Series, n: int = 3) -> str:
 
 def _text_to(s: pl.Series, want, col: str, m: Mapping, where: str) -> pl.Series:
     "Text values of column `col` to the lake's dtype; `ExportError` naming the rule and examples when some do not convert."
+    if isinstance(want, pl.Enum) and s.dtype == pl.String:   # well-formed names (every order's daypart) cast as they are
+        direct = s.cast(want, strict=False)
+        if direct.null_count() == s.null_count(): return direct
     t = s.cast(pl.String).str.strip_chars()
     t = t.set(t == "", None)
     def fail(rule: str, out: pl.Series) -> ExportError:
@@ -242,14 +245,25 @@ def read_export(
     out = {}
     for c, want in schema.items():
         if src[c] not in raw.columns and c in derivable: continue
-        s = raw[src[c]] if src[c] in raw.columns else pl.Series(c, [None] * raw.height, dtype=pl.String)
-        if c in m.values: s = s.cast(pl.String).replace(m.values[c])
-        if c in m.defaults: s = s.fill_null(m.defaults[c]) if s.dtype.is_numeric() else s.cast(pl.String).fill_null(str(m.defaults[c]))
-        out[c] = _column(s, want, c, m, where)
+        if src[c] not in raw.columns:      # a default fills the whole column: convert the one value
+            out[c] = _convert(pl.Series(c, [None], dtype=pl.String), want, c, m, where).new_from_index(0, raw.height); continue
+        out[c] = _convert(raw[src[c]], want, c, m, where)
     df = pl.DataFrame(out)
     for c in derivable:
         if src[c] not in raw.columns: df = df.with_columns(_derive_daypart(pl.col(m.derive[c])).alias(c))
     return df.select(list(schema))
+
+def _convert(s: pl.Series, want, col: str, m: Mapping, where: str) -> pl.Series:
+    "One export column through the mapping's values and defaults to the lake's dtype; an Enum column converts its few categories, not every row."
+    if isinstance(s.dtype, pl.Enum):
+        cats = pl.Series(col, [*s.dtype.categories, None], dtype=pl.String)   # each category, and null, converted as a row would be
+        try: conv = _convert(cats, want, col, m, where)
+        except ExportError: conv = None    # converted row by row below, so that the error names the rows
+        if conv is not None and conv.dtype == want and conv.cast(pl.String).equals(cats, null_equal=True): return s.cast(want).alias(col)
+        if conv is not None: return conv.gather(s.to_physical().cast(pl.UInt32).fill_null(len(cats) - 1)).alias(col)
+    if col in m.values: s = s.cast(pl.String).replace(m.values[col])
+    if col in m.defaults: s = s.fill_null(m.defaults[col]) if s.dtype.is_numeric() else s.cast(pl.String).fill_null(str(m.defaults[col]))
+    return _column(s, want, col, m, where)
 
 def _column(s: pl.Series, want, col: str, m: Mapping, where: str) -> pl.Series:
     "One export column as the lake's dtype: text converts by rule, typed parquet columns by representation only."
