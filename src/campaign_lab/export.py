@@ -70,9 +70,20 @@ def _braze_csv(df: pl.DataFrame, folder: Path, stem: str, max_bytes: int) -> lis
         out.append((p, part.height))
     return out
 
-def _payload(df: pl.DataFrame) -> pl.Expr:
-    "The email's attributes as one JSON object per recipient."
-    return pl.struct([c for c in df.columns if c != "external_id"]).struct.json_encode()
+def _payload(df: pl.DataFrame) -> pl.Series:
+    """The email's attributes (every column but external_id) as one JSON object per recipient. The variant's attributes are
+    the same for every recipient of that variant, so they are encoded once per variant (a few hundred, not millions of rows)."""
+    attrs = [c for c in df.columns if c != "external_id"]
+    own = [c for c in attrs if c not in ATTRIBUTES]          # the recipient's own (the email address): encoded per row, first
+    shared = attrs[len(own):]
+    per_row = lambda: df.select(pl.struct(attrs).struct.json_encode()).to_series()
+    if set(shared) != set(ATTRIBUTES) or set(own) != set(attrs[:len(own)]) or df["variant_id"].null_count(): return per_row()
+    variants = df.select(shared).unique()
+    if variants.height != variants["variant_id"].n_unique(): return per_row()    # attributes that are not the variant's
+    enc = variants.select("variant_id", _v=pl.struct(shared).struct.json_encode())
+    j = df.select("variant_id", *own).join(enc, on="variant_id", how="left", maintain_order="left")
+    if not own: return j["_v"]
+    return j.select(pl.concat_str(pl.struct(own).struct.json_encode().str.strip_suffix("}"), pl.lit(","), pl.col("_v").str.strip_prefix("{"))).to_series()
 
 def _cdi(df: pl.DataFrame, folder: Path, stem: str, at: dt.datetime) -> list[tuple[Path, int]]:
     "A Cloud-Data-Ingestion-style table: UPDATED_AT, EXTERNAL_ID, PAYLOAD (a JSON object of the attributes), as parquet."
@@ -81,14 +92,20 @@ def _cdi(df: pl.DataFrame, folder: Path, stem: str, at: dt.datetime) -> list[tup
     return [(p, df.height)]
 
 def _api_batches(df: pl.DataFrame, folder: Path, stem: str, campaign_id: str) -> list[tuple[Path, int]]:
-    "JSON lines, one API call each: at most `API_BATCH` recipients with their trigger properties."
+    """JSON lines, one API call each: at most `API_BATCH` recipients with their trigger properties:
+    `{"campaign_id": ..., "recipients": [{"external_user_id": ..., "trigger_properties": {...}}, ...]}`, written as text
+    row by row (a call's first recipient opens the line, its last closes it) from the encoded attributes."""
     p = folder / f"{stem}.jsonl"
-    attrs = [c for c in df.columns if c != "external_id"]
-    recipient = pl.struct(external_user_id="external_id", trigger_properties=pl.struct(attrs))
-    calls = (df.select(call=pl.int_range(pl.len(), dtype=pl.Int64) // API_BATCH, r=recipient)
-             .group_by("call", maintain_order=True).agg(recipients="r")
-             .select(campaign_id=pl.lit(campaign_id), recipients="recipients"))
-    calls.write_ndjson(p)
+    digits = df["external_id"].str.contains(r"^-?[0-9]+$").all()      # a customer id: needs no JSON escaping
+    uid = (pl.concat_str(pl.lit('"'), "external_id", pl.lit('"')) if digits
+           else pl.struct(x="external_id").struct.json_encode().str.slice(5).str.strip_suffix("}"))
+    head = pl.select(pl.struct(campaign_id=pl.lit(campaign_id)).struct.json_encode()).item()[:-1] + ',"recipients":['
+    i = pl.int_range(pl.len(), dtype=pl.Int64)
+    text = df.select(pl.concat_str(
+        pl.when(i % API_BATCH == 0).then(pl.lit(head)).otherwise(pl.lit(",")),
+        pl.lit('{"external_user_id":'), uid, pl.lit(',"trigger_properties":'), pl.lit(_payload(df)), pl.lit("}"),
+        pl.when((i % API_BATCH == API_BATCH - 1) | (i == pl.len() - 1)).then(pl.lit("]}\n")).otherwise(pl.lit(""))))
+    text.write_csv(p, include_header=False, quote_style="never", line_terminator="")
     return [(p, df.height)]
 
 def _csv(df: pl.DataFrame, folder: Path, stem: str) -> list[tuple[Path, int]]:
