@@ -17,7 +17,7 @@ import polars as pl
 from .bandit import Policy
 from .waves import make_wave_policy
 from .contracts import (ContractError, ContractResult, default_parameters, read_table_file, referenced_tables,
-                                    split_offending, validate)
+                                    split_offending, suite_path, validate)
 from .pipelines import PipelineError
 from .lake import TABLES, LakeConflict, TableVersion, commit, fingerprint_file, read_table, table_version, table_versions
 from .records import Metrics, write_json_atomic
@@ -25,7 +25,30 @@ from .registry import ARTEFACTS, POLICY_ALIASES, resolve_alias
 from .settings import Settings, load_settings
 
 # %% auto #0
-__all__ = ['RunContext', 'open_run', 'ValidateMetrics', 'LakeCheck', 'check_lake']
+__all__ = ['referenced_rows', 'RunContext', 'open_run', 'ValidateMetrics', 'LakeCheck', 'check_lake']
+
+# %% ../../nbs/53_context.ipynb #77466fc8
+def referenced_rows(
+    lake_dir: str | Path,
+    contracts_dir: str | Path,
+    table: str,                    # the table whose contract has the references
+    other: str,                    # the referenced lake table
+    df: pl.DataFrame | None,       # the rows being checked; None reads the referenced columns whole
+    few: int = 64,                 # a column with at most this many values in `df` filters the scan
+) -> pl.DataFrame:                 # the referenced columns of `other`, at least every row `df` can refer to
+    "The lake's `other` as far as the references of `table`'s contract from `df` can reach it (a scan: other parts' row groups are skipped)."
+    refs = [r for r in json.loads(suite_path(contracts_dir, table).read_text()).get("meta", {}).get("references", []) if r["table"] == other]
+    scan = read_table(lake_dir, other, lazy=True)
+    if not refs: return scan.collect()
+    scan = scan.select(list(dict.fromkeys(c for r in refs for c in r.get("ref_columns", r["columns"]))))
+    if df is None: return scan.collect()
+    if df.is_empty(): return scan.head(0).collect()
+    if len(refs) == 1:   # with several references to one table, a row another reference needs could be filtered out
+        for col, ref_col in zip(refs[0]["columns"], refs[0].get("ref_columns", refs[0]["columns"])):
+            values = df[col].drop_nulls().unique()
+            if 0 < values.len() <= few:
+                scan = scan.filter(pl.col(ref_col).is_between(pl.lit(values.min()), pl.lit(values.max())) & pl.col(ref_col).is_in(values.implode()))
+    return scan.collect()
 
 # %% ../../nbs/53_context.ipynb #d0625e5a
 class RunContext:
@@ -54,9 +77,9 @@ class RunContext:
         "Suite parameters for a validation now: the defaults (with `now` taken at this moment) and the run's overrides."
         return default_parameters(self.settings.chain_opened_at) | self.parameter_overrides
 
-    def _references(self, table: str, pending: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-        "Tables the contract of `table` refers to: those being published with it, else the lake's latest."
-        return {other: pending[other] if other in pending else read_table(self.settings.lake_dir, other)
+    def _references(self, table: str, pending: dict[str, pl.DataFrame], df: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
+        "Tables the contract of `table` refers to: those being published with it, else the lake's latest as far as `df` can refer to it."
+        return {other: pending[other] if other in pending else referenced_rows(self.settings.lake_dir, self.settings.contracts_dir, table, other, df)
                 for other in referenced_tables(table, self.settings.contracts_dir)
                 if other in pending or table_versions(self.settings.lake_dir, other)}
 
@@ -64,7 +87,7 @@ class RunContext:
         "Validate `df` against the contract of `table` and record the outcome (None for quarantine tables, which hold known-bad rows)."
         if table.endswith("_quarantine"): return None
         res = validate(table, df, self.settings.contracts_dir, self.contract_parameters,
-                       references=self._references(table, pending or {}), source=source)
+                       references=self._references(table, pending or {}, df), source=source)
         self.record_contract(res)
         return res
 
@@ -108,7 +131,7 @@ class RunContext:
         for r in failed:
             params = self.contract_parameters
             good, bad = split_offending(r, tables[r.table], self.settings.contracts_dir, params,
-                                        references=self._references(r.table, tables))
+                                        references=self._references(r.table, tables, tables[r.table]))
             if good.is_empty() and r.table in append:     # every new row set aside: nothing to add, only the quarantine grows
                 del clean[r.table]; set_aside[r.table] = bad; continue
             again = self.check(r.table, good, pending=tables, source=f"{r.table} to publish, offending rows removed")

@@ -31,10 +31,10 @@ from .variants import Costs, campaign_rules, offer_margin
 __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE', 'HISTORY_FILE', 'LEADERBOARD_FILE', 'Reader',
            'Tables', 'EngineError', 'Engine', 'resolve_engine', 'open_engine', 'Audience', 'latest_segmenter',
            'taken_this_wave', 'programme_holdout', 'unsubscribed', 'build_audience', 'prior_wave', 'Wave',
-           'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'feedback_policy', 'assign_wave',
-           'unanswered', 'PolarsEngine', 'make_wave_policy', 'ContextWave', 'context_space', 'context_rows',
-           'pending_weights', 'check_counted', 'context_inputs', 'VariantShare', 'send_list', 'allocation_record',
-           'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics', 'reward_per_send',
+           'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'feedback_policy', 'wave_assignments',
+           'assign_wave', 'unanswered', 'PolarsEngine', 'make_wave_policy', 'ContextWave', 'context_space',
+           'context_rows', 'pending_weights', 'check_counted', 'context_inputs', 'VariantShare', 'send_list',
+           'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics', 'reward_per_send',
            'value_over_uniform', 'stopped_by_wave', 'bandit_history', 'leaderboard', 'WaveRows', 'triggered_rows',
            'wave_rows', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions', 'context_update', 'fold_feedback',
            'attribute_orders', 'candidate_probabilities', 'policy_estimate', 'champion_challenger', 'FeedbackMetrics',
@@ -307,6 +307,12 @@ def feedback_policy(reward: str) -> Policy:
     return make_policy("thompson_beta", reward=reward)
 
 # %% ../../nbs/35_waves.ipynb #a1de47fb
+def wave_assignments(reader: Reader, wave: int) -> pl.DataFrame | None:
+    """Every campaign's assignment rows of one wave number (all the never-reassign rule and the audience look at), None before the first wave.
+    A scan: the parts of other waves are skipped by their statistics, so a wave reads the same whatever the history."""
+    if not reader.has("assignments"): return None
+    return reader.read("assignments", validate=False, lazy=True).filter(pl.col("wave") == wave).collect()
+
 def assign_wave(
     engine: Engine,
     reader: Reader,
@@ -325,10 +331,10 @@ def assign_wave(
                                rules.guardrails) if rules.guardrails else None)
     arms, stopped = guard_arms(arms, status) if status is not None else (arms, [])
     lake_state = reader.read("bandit_state") if reader.has("bandit_state") else None
-    seen = reader.read("bandit_seen", validate=False) if reader.has("bandit_seen") else None
     ctx = isinstance(policy, ContextualThompson)   # its reports and feedback keep the per-segment state beside its own
-    state = state_for_campaign(lake_state, seen, arms, feedback_policy(policy.reward) if ctx else policy)
-    previous = reader.read("assignments") if reader.has("assignments") else None
+    # allocating needs the arms' statistics, not the event ids folded into them (feedback reads those, for its batch's ids only)
+    state = state_for_campaign(lake_state, None, arms, feedback_policy(policy.reward) if ctx else policy)
+    previous = wave_assignments(reader, wave)
     again = prior_wave(previous, campaign_id=campaign_id, wave=wave, policy=policy.name, holdout=holdout)
     if again is not None: return Wave(again, state, None, {}, guardrails=status, stopped=tuple(stopped))
     audience = engine.audience(reader, arms, previous, campaign_id=campaign_id, wave=wave)
@@ -700,19 +706,21 @@ def leaderboard(
 # %% ../../nbs/35_waves.ipynb #806e1af2
 class WaveRows(NamedTuple):
     "A wave as it was assigned, with what its events are checked against."
-    assignments: pl.DataFrame   # the lake's assignments (every campaign and wave)
+    assignments: pl.LazyFrame   # the lake's assignments (every campaign and wave) as a scan: filter before collecting
     rows: pl.DataFrame          # this wave's rows
     variants: pl.DataFrame      # the lake's variants
 
 # %% ../../nbs/35_waves.ipynb #1c39c02f
 def triggered_rows(
     decisions: pl.DataFrame,     # the lake's decisions table
-    assignments: pl.DataFrame,   # the lake's assignments: a customer the batch assigned in that wave keeps its row
+    assignments,                 # the lake's assignments (a DataFrame or a scan): a customer the batch assigned in that wave keeps its row
 ) -> pl.DataFrame:               # assignments rows
     "The decision service's decisions as a wave's assignment rows (the first per campaign, wave and customer; cold starts left out)."
     keys = ["campaign_id", "wave", "customer_id"]
     first = decisions.filter(~pl.col("cold_start")).sort("decided_at", "decision_id").unique(keys, keep="first", maintain_order=True)
-    return (first.join(assignments.select(keys), on=keys, how="anti").rename({"decided_at": "assigned_at"})
+    waves_ = first.select("campaign_id", "wave").unique()    # only the decisions' waves of the assignments are looked at
+    taken = assignments.lazy().select(keys).join(waves_.lazy(), on=["campaign_id", "wave"], how="semi").collect()
+    return (first.join(taken, on=keys, how="anti").rename({"decided_at": "assigned_at"})
             .select(list(TABLES["assignments"].schema)))
 
 # %% ../../nbs/35_waves.ipynb #a7991f5a
@@ -720,9 +728,10 @@ def wave_rows(reader: Reader, *, campaign_id: str, wave: int) -> WaveRows:
     "The assigned wave, the batch's and the decision service's (see `triggered_rows`); an error saying what to run when it has neither."
     if not (reader.has("assignments") or reader.has("decisions")):
         raise FileNotFoundError("the lake has no assignments yet: run the wave pipeline (or fold the decision service's log) first")
-    assignments = reader.read("assignments") if reader.has("assignments") else pl.DataFrame(schema=TABLES["assignments"].schema)
-    if reader.has("decisions"): assignments = pl.concat([assignments, triggered_rows(reader.read("decisions"), assignments)])
-    rows = assignments.filter((pl.col("campaign_id") == campaign_id) & (pl.col("wave") == wave))
+    assignments = (reader.read("assignments", validate=False, lazy=True) if reader.has("assignments")
+                   else pl.LazyFrame(schema=TABLES["assignments"].schema))
+    if reader.has("decisions"): assignments = pl.concat([assignments, triggered_rows(reader.read("decisions"), assignments).lazy()])
+    rows = assignments.filter((pl.col("campaign_id") == campaign_id) & (pl.col("wave") == wave)).collect()
     if rows.is_empty(): raise ValueError(f"wave {wave} of campaign '{campaign_id}' has no assignments: run the wave pipeline first")
     return WaveRows(assignments, rows, reader.read("variants"))
 
@@ -804,7 +813,7 @@ def context_update(
     if known is None or not reader.has("context_cells"): return {}
     space, policy = known
     in_waves = pl.col("wave").is_in(pl.Series(waves, dtype=pl.Int32).implode())
-    cells_ = reader.read("context_cells", validate=False).filter(pl.col("campaign_id") == campaign_id, in_waves)
+    cells_ = reader.read("context_cells", validate=False, lazy=True).filter(pl.col("campaign_id") == campaign_id, in_waves).collect()
     sends = (assignments.filter(in_waves & (pl.col("arm") == "treatment")).select("wave", "customer_id", "variant_id")
              .join(cells_.select("wave", "customer_id", "cell"), on=["wave", "customer_id"])
              .join(reader.read("variants", validate=False).select("variant_id", "offer_type", "offer_value"), on="variant_id", how="left"))
@@ -835,17 +844,23 @@ def fold_feedback(
     campaign's next state version (and a contextual campaign's statistics); events the assignments rule out are set aside in `events_quarantine`, not folded.
     Late events of an earlier wave of the campaign are checked against that wave's assignments and credited to it."""
     campaign_id, w = str(wave.rows["campaign_id"][0]), int(wave.rows["wave"][0])
-    old_events = reader.read("events", validate=False) if reader.has("events") else None
+    # what the batch is checked against, read for the batch's ids and waves only: the history's other parts are skipped by their
+    # statistics, so a wave's feedback reads about the same at wave 10 as at wave 1
+    ids = events.select("event_id").unique()
     own = wave.assignments.filter(campaign_id=campaign_id)
-    check_batch(events, campaign_id=campaign_id, wave=w, stored=old_events, assigned=own["wave"].unique().to_list())
-    rows = own.filter(pl.col("wave").is_in(events["wave"].unique().implode()) | (pl.col("wave") == w))   # late events: their own wave's rows
-    res = engine.check(reader, "events", events, references={"assignments": wave.assignments, "variants": wave.variants},
-                       source=f"events of wave {w}")
+    assigned = own.select("wave").unique().collect()["wave"].to_list()
+    batch_waves = sorted(set(events["wave"].unique().to_list()) | {w})
+    old_events = _by_ids(reader, "events", ids)
+    check_batch(events, campaign_id=campaign_id, wave=w, stored=old_events, assigned=assigned)
+    rows = own.filter(pl.col("wave").is_in(pl.Series(batch_waves, dtype=pl.Int32).implode())).collect()   # late events: their own wave's rows
+    res = engine.check(reader, "events", events, references={"assignments": rows, "variants": wave.variants}, source=f"events of wave {w}")
     if not res.success and events.height: raise ContractError([res])
-    bad = contradictions(events, rows, old_events)
+    in_batch_waves = (pl.col("campaign_id") == campaign_id) & pl.col("wave").is_in(pl.Series(batch_waves, dtype=pl.Int32).implode())
+    waves_events = (reader.read("events", validate=False, lazy=True).filter(in_batch_waves).collect() if reader.has("events") else None)
+    bad = contradictions(events, rows, waves_events)
     events = events.join(bad.select("event_id"), on="event_id", how="anti")
     lake_state = reader.read("bandit_state")
-    lake_seen = reader.read("bandit_seen", validate=False) if reader.has("bandit_seen") else None
+    lake_seen = _by_ids(reader, "bandit_seen", ids)
     state = state_for_campaign(lake_state, lake_seen, reader.read("arms").filter(campaign_id=campaign_id), feedback_policy(reward))
     with_segment = events.join(rows.select("wave", "customer_id", "segment"), on=["wave", "customer_id"])
     new = engine.update(state, with_segment, reward=reward, discount=None if discount == 1.0 else discount)
@@ -858,19 +873,29 @@ def fold_feedback(
     tables = {"events": events.join(old_events.select("event_id"), on="event_id", how="anti").sort("event_id"),
               "bandit_state": new.table,
               "bandit_seen": new.seen.join(old_seen.select("event_id"), on="event_id", how="anti").sort("campaign_id", "event_id")}
-    everything = pl.concat([old_events.filter(campaign_id=campaign_id), events]).unique("event_id", keep="first")
-    tables |= context_update(reader, campaign_id, own, everything, sorted(set(events["wave"].to_list())))
+    earlier = waves_events if waves_events is not None else events.clear()
+    everything = pl.concat([earlier, events]).unique("event_id", keep="first")   # the touched waves' events: all context_update reads
+    tables |= context_update(reader, campaign_id, rows, everything, sorted(set(events["wave"].to_list())))
     return Feedback(events, state, new, n_new, tables | quarantine, bad)
+
+def _by_ids(reader: Reader, table: str, ids: pl.DataFrame) -> pl.DataFrame | None:
+    "The rows of an append-only table whose event_id is among `ids` (a scan of the id column; parts whose id range misses them are skipped)."
+    if not reader.has(table): return None
+    if ids.is_empty(): return reader.read(table, validate=False, lazy=True).head(0).collect()
+    lo, hi = ids["event_id"].min(), ids["event_id"].max()
+    return (reader.read(table, validate=False, lazy=True).filter(pl.col("event_id").is_between(pl.lit(lo), pl.lit(hi)))
+            .join(ids.lazy(), on="event_id", how="semi").collect())
 
 def _quarantine(reader: Reader, bad: pl.DataFrame) -> dict:
     "This batch's contradicting events not set aside before, to append to events_quarantine (nothing when there are none new)."
-    old = reader.read("events_quarantine", validate=False) if reader.has("events_quarantine") else bad.clear()
+    old = _by_ids(reader, "events_quarantine", bad.select("event_id").unique())
+    old = old if old is not None else bad.clear()
     fresh = bad.join(old.select("event_id"), on="event_id", how="anti").sort("event_id")
     return {"events_quarantine": fresh} if fresh.height else {}
 
 # %% ../../nbs/35_waves.ipynb #697f3f9b
 def attribute_orders(
-    assignments: pl.DataFrame,    # the lake's assignments (every campaign and wave): each treated customer's sends
+    assignments,                  # the lake's assignments (every campaign and wave; a DataFrame or a scan): each treated customer's sends
     transactions,                 # the lake's orders (a DataFrame or a LazyFrame scan)
     *,
     campaign_id: str,
@@ -878,10 +903,13 @@ def attribute_orders(
     days: int,                    # orders this many days after the send count
 ) -> tuple[pl.DataFrame, str]:    # conversion events credited to the wave; a warning when the window is still open
     "Conversions of a wave from the orders: last-touch attribution within `days` of the send, one per customer with the window's spend."
-    sends = assignments.filter(arm="treatment").select("campaign_id", "wave", "customer_id", "variant_id", sent_at="assigned_at")
-    this = sends.filter(campaign_id=campaign_id, wave=wave)
+    sends = assignments.lazy().filter(arm="treatment").select("campaign_id", "wave", "customer_id", "variant_id", sent_at="assigned_at")
+    this = sends.filter(campaign_id=campaign_id, wave=wave).collect()
     if this.is_empty(): return pl.DataFrame(schema=TABLES["events"].schema), ""
     start, end = this["sent_at"].min(), this["sent_at"].max() + dt.timedelta(days=days)
+    # an order at or after this wave's send is credited to the customer's latest send before it: a send older than this wave's
+    # first cannot be that one, so only sends from `start` to `end` are read (a scan that skips the other waves' parts)
+    sends = sends.filter(pl.col("sent_at").is_between(start, end, closed="left")).collect()
     tx = transactions.lazy()
     orders = (tx.filter((pl.col("ordered_at") >= start) & (pl.col("ordered_at") < end))
               .select("customer_id", "ordered_at", "amount").collect()
