@@ -306,13 +306,14 @@ def feedback_policy(reward: str) -> Policy:
     if reward in ("revenue", "margin"): return make_policy("thompson_gaussian", reward="revenue")
     return make_policy("thompson_beta", reward=reward)
 
-# %% ../../nbs/35_waves.ipynb #a1de47fb
+# %% ../../nbs/35_waves.ipynb #2419943a
 def wave_assignments(reader: Reader, wave: int) -> pl.DataFrame | None:
     """Every campaign's assignment rows of one wave number (all the never-reassign rule and the audience look at), None before the first wave.
     A scan: the parts of other waves are skipped by their statistics, so a wave reads the same whatever the history."""
     if not reader.has("assignments"): return None
     return reader.read("assignments", validate=False, lazy=True).filter(pl.col("wave") == wave).collect()
 
+# %% ../../nbs/35_waves.ipynb #a1de47fb
 def assign_wave(
     engine: Engine,
     reader: Reader,
@@ -365,8 +366,10 @@ class PolarsEngine:
     name = "polars"
     def __init__(self, settings: Settings | None = None): self.settings = settings
     def segment(self, reader, seg, *, as_of) -> tuple[pl.DataFrame, pl.DataFrame, dt.date]:
-        customers, transactions = reader.read("customers"), reader.read("transactions")
-        day = feature_date(transactions["ordered_at"].max(), as_of)
+        # the order log as a scan of the columns the features read: each part was checked when it was ingested (new rows and
+        # their references), so it is not checked whole again here (the validate pipeline does that on demand)
+        customers, transactions = reader.read("customers"), reader.read("transactions", validate=False, lazy=True)
+        day = feature_date(transactions.select(pl.col("ordered_at").max()).collect().item(), as_of)
         feats = features(transactions, customers, as_of=day)
         labels = assign_segments(seg, feats)
         return feats.select("customer_id").with_columns(labels), profile(feats, labels), day
@@ -382,8 +385,8 @@ class PolarsEngine:
     def update(self, state, events, *, reward, discount) -> BanditState:
         return update(state, events, reward=reward, discount=discount)
     def context(self, reader, audience) -> tuple[pl.DataFrame, dt.date]:
-        customers, transactions = reader.read("customers"), reader.read("transactions")
-        day = feature_date(transactions["ordered_at"].max(), "")
+        customers, transactions = reader.read("customers"), reader.read("transactions", validate=False, lazy=True)   # as in `segment`
+        day = feature_date(transactions.select(pl.col("ordered_at").max()).collect().item(), "")
         return audience.customers.join(features(transactions, customers, as_of=day), on="customer_id", how="left"), day
     def __repr__(self): return "PolarsEngine()"
 
