@@ -849,17 +849,18 @@ def fold_feedback(
     campaign_id, w = str(wave.rows["campaign_id"][0]), int(wave.rows["wave"][0])
     # what the batch is checked against, read for the batch's ids and waves only: the history's other parts are skipped by their
     # statistics, so a wave's feedback reads about the same at wave 10 as at wave 1
-    ids = events.select("event_id").unique()
+    ids = events.select("event_id")   # a semi-join's right side: repeated ids need no unique pass
     own = wave.assignments.filter(campaign_id=campaign_id)
     assigned = own.select("wave").unique().collect()["wave"].to_list()
     batch_waves = sorted(set(events["wave"].unique().to_list()) | {w})
+    in_batch_waves = pl.col("wave").is_in(pl.Series(batch_waves, dtype=pl.Int32).implode())
     old_events = _by_ids(reader, "events", ids)
     check_batch(events, campaign_id=campaign_id, wave=w, stored=old_events, assigned=assigned)
-    rows = own.filter(pl.col("wave").is_in(pl.Series(batch_waves, dtype=pl.Int32).implode())).collect()   # late events: their own wave's rows
+    rows = own.filter(in_batch_waves).collect()   # late events: their own wave's rows
     res = engine.check(reader, "events", events, references={"assignments": rows, "variants": wave.variants}, source=f"events of wave {w}")
     if not res.success and events.height: raise ContractError([res])
-    in_batch_waves = (pl.col("campaign_id") == campaign_id) & pl.col("wave").is_in(pl.Series(batch_waves, dtype=pl.Int32).implode())
-    waves_events = (reader.read("events", validate=False, lazy=True).filter(in_batch_waves).collect() if reader.has("events") else None)
+    waves_events = (reader.read("events", validate=False, lazy=True).filter((pl.col("campaign_id") == campaign_id) & in_batch_waves).collect()
+                    if reader.has("events") else None)
     bad = contradictions(events, rows, waves_events)
     events = events.join(bad.select("event_id"), on="event_id", how="anti")
     lake_state = reader.read("bandit_state")
@@ -882,7 +883,7 @@ def fold_feedback(
     return Feedback(events, state, new, n_new, tables | quarantine, bad)
 
 def _by_ids(reader: Reader, table: str, ids: pl.DataFrame) -> pl.DataFrame | None:
-    "The rows of an append-only table whose event_id is among `ids` (a scan of the id column; parts whose id range misses them are skipped)."
+    "The rows of an append-only table whose event_id is among `ids` (a scan filtered on their id range: row groups outside it can be skipped)."
     if not reader.has(table): return None
     if ids.is_empty(): return reader.read(table, validate=False, lazy=True).head(0).collect()
     lo, hi = ids["event_id"].min(), ids["event_id"].max()
@@ -891,7 +892,7 @@ def _by_ids(reader: Reader, table: str, ids: pl.DataFrame) -> pl.DataFrame | Non
 
 def _quarantine(reader: Reader, bad: pl.DataFrame) -> dict:
     "This batch's contradicting events not set aside before, to append to events_quarantine (nothing when there are none new)."
-    old = _by_ids(reader, "events_quarantine", bad.select("event_id").unique())
+    old = _by_ids(reader, "events_quarantine", bad.select("event_id"))
     old = old if old is not None else bad.clear()
     fresh = bad.join(old.select("event_id"), on="event_id", how="anti").sort("event_id")
     return {"events_quarantine": fresh} if fresh.height else {}
