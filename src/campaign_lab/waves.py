@@ -790,25 +790,41 @@ def contradictions(
     stored: pl.DataFrame | None = None,   # the lake's events (earlier batches' sends count)
 ) -> pl.DataFrame:              # the events that contradict the assignments, with `failed_rules`
     "Events the assignments of their wave rule out: a holdout customer's, another variant than assigned, a response without a send, or dated before the wave."
+    return _assignment_check(events, rows, stored)[1]
+
+def _on_waves(left: pl.DataFrame, right: pl.DataFrame, how: str) -> pl.DataFrame:
+    "`left` joined to `right` on (wave, customer_id): on customer_id alone when both hold one and the same wave (the usual batch), an integer join."
+    lo, hi = right["wave"].min(), right["wave"].max()
+    if lo is not None and lo == hi and left["wave"].null_count() == 0 and left.select((pl.col("wave") == lo).all()).item():
+        return left.join(right.drop("wave"), on="customer_id", how=how)
+    return left.join(right, on=["wave", "customer_id"], how=how)
+
+def _assignment_check(events: pl.DataFrame, rows: pl.DataFrame, stored: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The consistent events beside their assignment (`arm` and `segment`, null for an event without one), and the events the
+    assignments rule out with the rules they break (`failed_rules`), in the batch's order."""
     on = ["wave", "customer_id"]
-    j = events.join(rows.select(*on, "arm", assigned=pl.col("variant_id"), assigned_at="assigned_at"), on=on, how="left")
+    numbered = events.with_row_index("_i")
+    j = _on_waves(numbered, rows.select(*on, "arm", "segment", _assigned="variant_id", _assigned_at="assigned_at"), "left")
     earlier = stored.join(rows.select("campaign_id", "wave").unique(), on=["campaign_id", "wave"]) if stored is not None else events.clear()
-    sent = pl.concat([events, earlier]).filter(event_type="send").select(*on).unique().with_columns(_sent=pl.lit(True))
-    j = j.join(sent, on=on, how="left")
+    sends = pl.concat([events.select(*on, "event_type"), earlier.select(*on, "event_type")]).filter(event_type="send").select(on)
+    # the responses are few beside the sends: an anti-join of theirs finds those without a send, with no unique pass over the sends
+    unsent = _on_waves(numbered.filter(pl.col("event_type") != "send").select("_i", *on), sends, "anti")["_i"]
     checks = {"the customer was held out of this wave": pl.col("arm") == "holdout",
-              "the variant is not the one assigned": (pl.col("arm") == "treatment") & (pl.col("variant_id") != pl.col("assigned")),
-              "a response without a send": (pl.col("event_type") != "send") & pl.col("_sent").is_null(),
-              "dated before the wave was assigned": pl.col("occurred_at") < pl.col("assigned_at") - _SKEW}
-    broken = j.with_columns(failed_rules=pl.concat_str([pl.when(c.fill_null(False)).then(pl.lit(r)) for r, c in checks.items()],
-                                                       separator="; ", ignore_nulls=True))
-    return broken.filter(pl.col("failed_rules") != "").select(*events.columns, "failed_rules")
+              "the variant is not the one assigned": (pl.col("arm") == "treatment") & (pl.col("variant_id") != pl.col("_assigned")),
+              "a response without a send": pl.col("_i").is_in(unsent.implode()),
+              "dated before the wave was assigned": pl.col("occurred_at") < pl.col("_assigned_at") - _SKEW}
+    j = j.with_columns(_bad=pl.any_horizontal(c.fill_null(False) for c in checks.values()))   # the rules' words only for the broken rows
+    bad = (j.filter("_bad").sort("_i")
+           .with_columns(failed_rules=pl.concat_str([pl.when(c.fill_null(False)).then(pl.lit(r)) for r, c in checks.items()], separator="; ", ignore_nulls=True))
+           .select(*events.columns, "failed_rules"))
+    return j.filter(~pl.col("_bad")).select(*events.columns, "arm", "segment"), bad
 
 # %% ../../nbs/35_waves.ipynb #5e6bbd82
 def context_update(
     reader: Reader,
     campaign_id: str,
     assignments: pl.DataFrame,  # the campaign's assignments
-    events: pl.DataFrame,       # every event of the campaign, this batch's included
+    events: pl.DataFrame | pl.LazyFrame,   # every event of the touched waves, this batch's included (a scan is read only when needed)
     waves: list[int],           # the waves the batch touches
 ) -> dict:                      # {"context_state": new rows}, or {} (no contextual space, or nothing changed)
     "A contextual campaign's statistics for the touched waves, from their treated customers' cells and all their conversions."
@@ -821,7 +837,7 @@ def context_update(
              .join(cells_.select("wave", "customer_id", "cell"), on=["wave", "customer_id"])
              .join(reader.read("variants", validate=False).select("variant_id", "offer_type", "offer_value"), on="variant_id", how="left"))
     costs = campaign_rules(reader.read("campaigns") if reader.has("campaigns") else None, campaign_id).costs   # the margin's cost model
-    conv = events.filter(in_waves & (pl.col("event_type") == "conversion")).select("wave", "customer_id", "revenue")
+    conv = events.lazy().filter(in_waves & (pl.col("event_type") == "conversion")).select("wave", "customer_id", "revenue").collect()
     fresh = [wave_stats(g, conv.filter(wave=w), policy, costs).with_columns(wave=pl.lit(w, pl.Int32)) for (w,), g in sends.group_by("wave")]
     if not fresh: return {}
     latest, version = context_rows(reader, campaign_id)
@@ -861,12 +877,12 @@ def fold_feedback(
     if not res.success and events.height: raise ContractError([res])
     waves_events = (reader.read("events", validate=False, lazy=True).filter((pl.col("campaign_id") == campaign_id) & in_batch_waves).collect()
                     if reader.has("events") else None)
-    bad = contradictions(events, rows, waves_events)
-    events = events.join(bad.select("event_id"), on="event_id", how="anti")
+    good, bad = _assignment_check(events, rows, waves_events)
+    events = good.select(events.columns)
     lake_state = reader.read("bandit_state")
     lake_seen = _by_ids(reader, "bandit_seen", ids)
     state = state_for_campaign(lake_state, lake_seen, reader.read("arms").filter(campaign_id=campaign_id), feedback_policy(reward))
-    with_segment = events.join(rows.select("wave", "customer_id", "segment"), on=["wave", "customer_id"])
+    with_segment = good.filter(pl.col("arm").is_not_null()).select(*events.columns, "segment")   # the events with an assignment
     new = engine.update(state, with_segment, reward=reward, discount=None if discount == 1.0 else discount)
     n_new = new.seen.height - state.seen.height
     quarantine = _quarantine(reader, bad)
@@ -876,9 +892,9 @@ def fold_feedback(
     # only the new rows, appended as new parts, in one canonical order (joins do not keep row order): same inputs, same bytes
     tables = {"events": events.join(old_events.select("event_id"), on="event_id", how="anti").sort("event_id"),
               "bandit_state": new.table,
-              "bandit_seen": new.seen.join(old_seen.select("event_id"), on="event_id", how="anti").sort("campaign_id", "event_id")}
+              "bandit_seen": new.seen.join(old_seen.select("event_id"), on="event_id", how="anti").sort("event_id")}   # one campaign's ids
     earlier = waves_events if waves_events is not None else events.clear()
-    everything = pl.concat([earlier, events]).unique("event_id", keep="first")   # the touched waves' events: all context_update reads
+    everything = pl.concat([earlier.lazy(), events.lazy()]).unique("event_id", keep="first")   # the touched waves' events: read only by a contextual campaign
     tables |= context_update(reader, campaign_id, rows, everything, sorted(set(events["wave"].to_list())))
     return Feedback(events, state, new, n_new, tables | quarantine, bad)
 
