@@ -331,7 +331,9 @@ def upsert_customers(
     "Merge a customer snapshot by customer_id: new customers added, changed ones replaced (consent too), unchanged ones skipped."
     snap, dup = _within_file_duplicates(snapshot, ["customer_id"])
     old = reader.read("customers", validate=False) if reader.has("customers") else snap.clear()
-    present = snap.join(old, on=list(snap.columns), how="semi")
+    # unchanged rows: joined on the id (an integer join of the snapshot's rows) and compared column by column, not a join on every column
+    both = snap.join(old, on="customer_id", how="inner", suffix="_lake")
+    present = both.filter(pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_lake")) for c in snap.columns if c != "customer_id")).select(snap.columns)
     changed = snap.join(present.select("customer_id"), on="customer_id", how="anti")
     updated = changed.join(old.select("customer_id"), on="customer_id", how="semi").height
     merged = pl.concat([old.join(changed.select("customer_id"), on="customer_id", how="anti"), changed]).sort("customer_id")
