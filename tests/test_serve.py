@@ -322,20 +322,27 @@ def test_a_contextual_campaign_is_served_as_its_wave_drew_it(tmp_path):
     try:
         rows = read_table(root / "lake", "assignments").filter(wave=2).sort("customer_id")
         assert set(rows["policy"]) == {"contextual_thompson"}
-        got = []
+        got, cells = [], []
         for i in range(0, rows.height, 1000):
             ids = rows["customer_id"][i:i + 1000].to_list()
             status, _, body = srv.call("POST", "/v1/decisions/batch", {"requests": [ask(c, f"ctx-{c}", wave=2) for c in ids]})
             assert status == 200, body
             got += [("holdout" if a["holdout"] else "treatment", a["variant"] and a["variant"]["variant_id"], a["propensity"], a["policy"])
                     for a in body["decisions"]]
+            cells += [(a["customer_id"], a["cell"]) for a in body["decisions"] if a["send"]]
         want = rows.select(pl.col("arm").cast(pl.String), "variant_id", "propensity", "policy").rows()
         assert got == want and len(got) > 2000
+        # every treated answer names the cell the wave drew it in, and the decision log keeps it
+        drawn = read_table(root / "lake", "context_cells").filter(wave=2).select("customer_id", "cell").sort("customer_id").rows()
+        assert sorted(cells) == drawn
+        from campaign_lab.serve import read_decision_log
+        logged = read_decision_log(root / "decisions").decisions.filter(arm="treatment", wave=2)
+        assert sorted(logged.select("customer_id", "cell").rows()) == drawn
         treated = rows.filter(arm="treatment")
         status, _, one = srv.call("POST", "/v1/decisions", ask(treated["customer_id"][0], "ctx-default"))   # no wave named
         assert status == 200 and one["wave"] == 2 and one["propensity"] == treated["propensity"][0]
         status, _, cold = srv.call("POST", "/v1/decisions", ask(10**12, "ctx-cold"))
-        assert status == 200 and cold["cold_start"] and cold["policy"] == "thompson_beta"      # per segment: no features, no cell
+        assert status == 200 and cold["cold_start"] and cold["policy"] == "thompson_beta" and cold["cell"] is None      # per segment: no features, no cell
         status, _, ready = srv.call("GET", "/health/ready")
         assert ready["policies"]["spring"].startswith("wave run") and ready["reload_error"] is None
     finally: srv.stop()

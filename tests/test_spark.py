@@ -160,3 +160,21 @@ def test_without_pyspark_the_error_says_how_to_install():
             "except EngineError as e: print(e)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert "pip install 'campaign_lab[spark]'" in res.stdout, res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_spark_reads_parts_written_before_an_added_column(tmp_path):
+    "A decisions part written before `cell` was declared reads it as null on Spark too, beside a newer part that has it."
+    from campaign_lab.lake import commit, write_table
+    from campaign_lab.samples import sample_tables
+    from campaign_lab.settings import load_settings
+    from campaign_lab.spark import read_lake, spark_session, to_polars
+    (tmp_path / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts"))
+    settings = load_settings(tmp_path, env={})
+    old = sample_tables()["decisions"].head(3)
+    v1 = write_table(settings.lake_dir, "decisions", old)
+    pl.read_parquet(v1.path).drop("cell").write_parquet(v1.path)
+    commit(settings.lake_dir, {"decisions": old.head(1).with_columns(decision_id=pl.lit("d-new"), cell=pl.lit(4, pl.Int32))}, append={"decisions"})
+    sdf, _ = read_lake(spark_session(settings, master="local[1]"), settings, "decisions")
+    got = to_polars(sdf, "decisions").sort("decision_id")
+    assert got.height == 4 and dict(zip(got["decision_id"], got["cell"])) == {**{d: None for d in old["decision_id"]}, "d-new": 4}

@@ -41,6 +41,7 @@ class TableSpec(NamedTuple):
     description: str       # one sentence for the catalogue
     key: tuple[str, ...]   # columns that identify a row
     schema: pl.Schema      # column names and polars dtypes, in order
+    added: tuple[str, ...] = ()   # nullable columns declared after the table's first versions: a part written without one reads it as null
 
 _TS = pl.Datetime("us")
 
@@ -86,7 +87,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         ("decision_id",),
         pl.Schema({"decision_id": pl.String, "campaign_id": pl.String, "wave": pl.Int32, "customer_id": pl.Int64, "segment": pl.Int16,
                    "arm": pl.Enum(ARMS), "variant_id": pl.String, "propensity": pl.Float64, "policy": pl.String,
-                   "state_version": pl.Int64, "decided_at": _TS, "cold_start": pl.Boolean})),
+                   "state_version": pl.Int64, "decided_at": _TS, "cold_start": pl.Boolean, "cell": pl.Int32}), added=("cell",)),
     TableSpec("events", "Feedback from the email system: sends, opens, clicks, conversions with revenue, unsubscribes and spam complaints.",
         ("event_id",), pl.Schema({"event_id": pl.String, "campaign_id": pl.String, "wave": pl.Int32,
                                   "customer_id": pl.Int64, "variant_id": pl.String,
@@ -133,10 +134,12 @@ def check_schema(
     name: str,              # table name
     schema: pl.Schema,      # the schema found (of a frame or a parquet file)
     where: str = "",        # where it was found, for the message (a path)
+    stored: bool = False,   # a stored part: it may lack the table's `added` columns (written before they were declared)
 ) -> None:
     "Raise `SchemaError` naming every missing, extra or mistyped column of table `name`."
-    want = table_spec(name).schema
-    missing = [c for c in want if c not in schema]
+    spec = table_spec(name)
+    want = spec.schema
+    missing = [c for c in want if c not in schema and not (stored and c in spec.added)]
     extra = [c for c in schema if c not in want]
     wrong = [f"{c} is {schema[c]}, expected {want[c]}" for c in want if c in schema and schema[c] != want[c]]
     problems = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + \
@@ -393,10 +396,13 @@ def read_table(
     version: int | None = None,  # a version number; the latest when None
     lazy: bool = False,          # return a LazyFrame
 ) -> pl.DataFrame | pl.LazyFrame:
-    "Read a version of table `name`, checking its schema first."
+    "Read a version of table `name`, checking its schema first; a column added to the table since a part was written reads as null there."
     v = table_version(lake_dir, name, version)
-    for f in v.files: check_schema(name, pl.read_parquet_schema(f), where=str(f))
-    lf = pl.scan_parquet(v.files)
+    found = [pl.read_parquet_schema(f) for f in v.files]
+    for f, s in zip(v.files, found): check_schema(name, s, where=str(f), stored=True)
+    spec = table_spec(name)
+    lf = (pl.scan_parquet(v.files) if all(len(s) == len(spec.schema) for s in found)
+          else pl.scan_parquet(v.files, schema=spec.schema, missing_columns="insert"))
     return lf if lazy else lf.collect()
 
 # %% ../../nbs/01_lake.ipynb #0450145b

@@ -121,7 +121,7 @@ def _campaign(segments: pl.DataFrame, rng: np.random.Generator) -> dict[str, pl.
     decisions = few.select(decision_id=pl.format("d-{}", "customer_id"), campaign_id="campaign_id", wave="wave",
                            customer_id="customer_id", segment="segment", arm="arm", variant_id="variant_id", propensity="propensity",
                            policy="policy", state_version="state_version", decided_at=pl.col("assigned_at") + dt.timedelta(days=2),
-                           cold_start=pl.lit(False)).with_columns(
+                           cold_start=pl.lit(False), cell=pl.lit(None, pl.Int32)).with_columns(
         customer_id=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(10**9)).otherwise("customer_id"),
         segment=pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise("segment"),
         cold_start=pl.int_range(pl.len()) == 0)

@@ -316,7 +316,7 @@ def decide(
     w = c.wave if wave is None else wave
     out = {"decision_id": decision_id(campaign_id, idempotency_key), "campaign_id": campaign_id, "customer_id": customer_id,
            "wave": w, "send": False, "reason": None, "holdout": False, "variant": None, "propensity": None, "segment": None,
-           "cold_start": False, "policy": c.policy.name, "state_version": c.state_version,
+           "cold_start": False, "policy": c.policy.name, "state_version": c.state_version, "cell": None,
            "decided_at": at or now().replace(tzinfo=None).isoformat(timespec="milliseconds")}
     if model.programme > 0 and keyed_uniform_one(model.programme_seed, PROGRAMME_STREAM, customer_id) < model.programme:
         out.update(reason="programme_holdout", holdout=True); return out
@@ -331,7 +331,8 @@ def decide(
         if c.context is not None: cell = int(c.context.cell[i])
     else: slots = c.cold; out["cold_start"] = True
     if c.context is not None:   # a contextual campaign: the customer's cell, as the wave keyed w draws it; per segment without one
-        if cell >= 0: slots, out["state_version"] = context_slots(c.context, campaign_id, seed=c.seed, holdout=c.holdout, wave=w)[cell], c.context.version
+        if cell >= 0:   # the cell is logged: the contextual statistics count this send in it
+            slots, out["state_version"], out["cell"] = context_slots(c.context, campaign_id, seed=c.seed, holdout=c.holdout, wave=w)[cell], c.context.version, cell
         else: out["policy"] = c.context.fallback.name
     if keyed_uniform_one(c.seed, c.hold_stream, customer_id) < c.holdout:
         out.update(reason="campaign_holdout", holdout=True, propensity=c.holdout); return out
@@ -341,7 +342,7 @@ def decide(
     return out
 
 # %% ../../nbs/61_serve.ipynb #bc6ec8af
-_LOGGED = ("decision_id", "campaign_id", "wave", "customer_id", "segment", "propensity", "policy", "state_version", "decided_at", "cold_start")
+_LOGGED = ("decision_id", "campaign_id", "wave", "customer_id", "segment", "propensity", "policy", "state_version", "decided_at", "cold_start", "cell")
 
 def log_record(answer: dict, idempotency_key: str) -> dict:
     "The decision-log line of an answer; a refusal (no propensity: nothing sent, no arm) is logged too, so a retry after a restart gets it again."
@@ -402,12 +403,12 @@ def read_decision_log(
         try: frames.append(pl.read_ndjson(data[:end], schema=_LOG_SCHEMA))
         except Exception:
             for n, line in enumerate(data[:end].splitlines(), 1):
-                try: rec = json.loads(line); assert isinstance(rec, dict) and set(_LOG_SCHEMA) <= set(rec)
+                try: rec = json.loads(line); assert isinstance(rec, dict) and set(_LOG_SCHEMA) - set(TABLES["decisions"].added) <= set(rec)   # older logs have no cell
                 except Exception: raise ValueError(f"{f}: line {n} is not a decision-log record") from None
             raise
     df = pl.concat(frames) if frames else pl.DataFrame(schema=_LOG_SCHEMA)
     df = df.with_columns(pl.col("arm").cast(TABLES["decisions"].schema["arm"]), pl.col("decided_at").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us"),
-                         pl.col("wave").cast(pl.Int32), pl.col("segment").cast(pl.Int16))
+                         pl.col("wave").cast(pl.Int32), pl.col("segment").cast(pl.Int16), pl.col("cell").cast(pl.Int32))
     return LogRead(df.filter(pl.col("arm").is_not_null()).select(list(TABLES["decisions"].schema)), len(files), torn, df)
 
 # %% ../../nbs/61_serve.ipynb #b8e6a276
@@ -597,7 +598,7 @@ class Service:
             ans = {"decision_id": r["decision_id"], "campaign_id": r["campaign_id"], "customer_id": r["customer_id"], "wave": r["wave"],
                    "send": r["arm"] == "treatment", "reason": r["reason"],
                    "holdout": r["reason"] in ("campaign_holdout", "programme_holdout"), "variant": v, "propensity": r["propensity"], "segment": r["segment"],
-                   "cold_start": r["cold_start"], "policy": r["policy"], "state_version": r["state_version"],
+                   "cold_start": r["cold_start"], "policy": r["policy"], "state_version": r["state_version"], "cell": r["cell"],
                    "decided_at": r["decided_at"].isoformat(timespec="milliseconds")}
             self.answers.setdefault((r["campaign_id"], r["idempotency_key"]), (r["customer_id"], r["wave"], json.dumps(ans)))
         self.replayed = len(self.answers)

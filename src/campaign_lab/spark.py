@@ -107,7 +107,8 @@ def read_lake(
 ) -> tuple["pyspark.sql.DataFrame", TableVersion]:
     "A lake table version as a Spark DataFrame (read by Spark from `lake_uri`), with its version record."
     v = table_version(settings.lake_dir, table, version)
-    return spark.read.parquet(*(f"{lake_uri(settings)}/{table}/{f.name}" for f in v.files)), v   # an appended version: all its parts
+    reader = spark.read.option("mergeSchema", "true") if TABLES[table].added else spark.read   # parts from before an added column lack it: null there
+    return reader.parquet(*(f"{lake_uri(settings)}/{table}/{f.name}" for f in v.files)), v   # an appended version: all its parts
 
 # %% ../../nbs/60_spark.ipynb #f5f69766
 def spark_read(

@@ -827,12 +827,20 @@ def context_update(
     events: pl.DataFrame | pl.LazyFrame,   # every event of the touched waves, this batch's included (a scan is read only when needed)
     waves: list[int],           # the waves the batch touches
 ) -> dict:                      # {"context_state": new rows}, or {} (no contextual space, or nothing changed)
-    "A contextual campaign's statistics for the touched waves, from their treated customers' cells and all their conversions."
+    """A contextual campaign's statistics for the touched waves, from their treated customers' cells and all their conversions:
+    the batch's cells, and the cells the decision service logged for its triggered sends (a customer the batch assigned keeps the batch's)."""
     known = context_space(reader, campaign_id)
     if known is None or not reader.has("context_cells"): return {}
     space, policy = known
     in_waves = pl.col("wave").is_in(pl.Series(waves, dtype=pl.Int32).implode())
     cells_ = reader.read("context_cells", validate=False, lazy=True).filter(pl.col("campaign_id") == campaign_id, in_waves).collect()
+    if reader.has("decisions"):
+        served = (reader.read("decisions", validate=False, lazy=True).filter(pl.col("campaign_id") == campaign_id, in_waves, ~pl.col("cold_start"))
+                  .collect().sort("decided_at", "decision_id").unique(["wave", "customer_id"], keep="first", maintain_order=True))   # as `triggered_rows` keeps them
+        batch = (reader.read("assignments", validate=False, lazy=True).filter(pl.col("campaign_id") == campaign_id, in_waves).select("wave", "customer_id").collect()
+                 if reader.has("assignments") else cells_.select("wave", "customer_id"))
+        served = served.filter(pl.col("cell").is_not_null()).join(batch, on=["wave", "customer_id"], how="anti")
+        cells_ = pl.concat([cells_.select("wave", "customer_id", "cell"), served.select("wave", "customer_id", "cell")])
     sends = (assignments.filter(in_waves & (pl.col("arm") == "treatment")).select("wave", "customer_id", "variant_id")
              .join(cells_.select("wave", "customer_id", "cell"), on=["wave", "customer_id"])
              .join(reader.read("variants", validate=False).select("variant_id", "offer_type", "offer_value"), on="variant_id", how="left"))
