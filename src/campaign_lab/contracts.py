@@ -462,7 +462,7 @@ def failure_from_gx(table, i, r, df, params, personal) -> Failure:
     values = [tuple(v) if isinstance(v, list) else v for v in (res.get("partial_unexpected_list") or [])]
     plain = lambda v: v.to_pydatetime() if hasattr(v, "to_pydatetime") else v.item() if hasattr(v, "item") else v   # pandas and numpy scalars
     values = [plain(v) for v in values]
-    if len(cols) == 1 and cols[0] in df.columns and df.schema[cols[0]].is_integer():   # pandas holds an integer column with nulls as floats
+    if df is not None and len(cols) == 1 and cols[0] in df.columns and df.schema[cols[0]].is_integer():   # pandas holds an integer column with nulls as floats
         values = [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
     values = _mask_personal(values, column, personal)
     return Failure(table, column, rule, config.type, res.get("unexpected_count"), values[:5], idx[:5], i)
