@@ -191,8 +191,9 @@ class ContextServe(NamedTuple):
 # %% ../../nbs/61_serve.ipynb #654032d8
 def context_features(lake: Path, customers: "Customers") -> pl.DataFrame:
     "Every known customer's segment and behavioural features as of the day after the lake's last order, in the order of `customers`."
-    cust, orders = read_table(lake, "customers"), read_table(lake, "transactions")
-    day = feature_date(orders["ordered_at"].max(), "")
+    # the order log as a scan of the columns the features read, as the wave reads it (`PolarsEngine.context`): not 113M rows in memory
+    cust, orders = read_table(lake, "customers"), read_table(lake, "transactions", lazy=True)
+    day = feature_date(orders.select(pl.col("ordered_at").max()).collect().item(), "")
     return (pl.DataFrame({"customer_id": customers.ids, "segment": customers.segment})
             .join(features(orders, cust, as_of=day), on="customer_id", how="left", maintain_order="left"))
 
@@ -215,7 +216,8 @@ def context_serve(
     at = now().replace(tzinfo=None, microsecond=0)
     stats, version, _, eligible = context_inputs(reader, campaign_id, space, arms, at=at, window_days=window_days)
     drawn = read_table(lake, "context_cells", lazy=True).filter(campaign_id=campaign_id).select(pl.col("wave").max()).collect().item()
-    fed = drawn is not None and read_table(lake, "context_state", lazy=True).filter(campaign_id=campaign_id, wave=drawn).head(1).collect().height > 0
+    fed = (drawn is not None and reader.has("context_state")   # before the first contextual feedback the lake has no statistics yet
+           and read_table(lake, "context_state", lazy=True).filter(campaign_id=campaign_id, wave=drawn).head(1).collect().height > 0)
     key = 0 if drawn is None else int(drawn) + int(fed)   # the newest contextual wave until its feedback comes, then the next
     return ContextServe(policy, feedback_policy(policy.reward), space, stats, eligible, cells(space, feats), version, key, {})
 
