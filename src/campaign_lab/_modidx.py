@@ -764,6 +764,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'campaign_lab.waves._contextual_wave': ('waves.html#_contextual_wave', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves._on_waves': ('waves.html#_on_waves', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves._quarantine': ('waves.html#_quarantine', 'campaign_lab/waves.py'),
+                                    'campaign_lab.waves._served': ('waves.html#_served', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.allocation_record': ('waves.html#allocation_record', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.apply_segmenter': ('waves.html#apply_segmenter', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.assign_wave': ('waves.html#assign_wave', 'campaign_lab/waves.py'),

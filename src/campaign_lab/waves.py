@@ -719,12 +719,15 @@ def triggered_rows(
     assignments,                 # the lake's assignments (a DataFrame or a scan): a customer the batch assigned in that wave keeps its row
 ) -> pl.DataFrame:               # assignments rows
     "The decision service's decisions as a wave's assignment rows (the first per campaign, wave and customer; cold starts left out)."
+    return _served(decisions, assignments).rename({"decided_at": "assigned_at"}).select(list(TABLES["assignments"].schema))
+
+def _served(decisions: pl.DataFrame, assignments) -> pl.DataFrame:
+    "The decisions that stand for a send: the first per campaign, wave and customer, not a cold start, of a customer the batch did not assign in that wave."
     keys = ["campaign_id", "wave", "customer_id"]
     first = decisions.filter(~pl.col("cold_start")).sort("decided_at", "decision_id").unique(keys, keep="first", maintain_order=True)
     waves_ = first.select("campaign_id", "wave").unique()    # only the decisions' waves of the assignments are looked at
     taken = assignments.lazy().select(keys).join(waves_.lazy(), on=["campaign_id", "wave"], how="semi").collect()
-    return (first.join(taken, on=keys, how="anti").rename({"decided_at": "assigned_at"})
-            .select(list(TABLES["assignments"].schema)))
+    return first.join(taken, on=keys, how="anti")
 
 # %% ../../nbs/35_waves.ipynb #a7991f5a
 def wave_rows(reader: Reader, *, campaign_id: str, wave: int) -> WaveRows:
@@ -834,12 +837,10 @@ def context_update(
     space, policy = known
     in_waves = pl.col("wave").is_in(pl.Series(waves, dtype=pl.Int32).implode())
     cells_ = reader.read("context_cells", validate=False, lazy=True).filter(pl.col("campaign_id") == campaign_id, in_waves).collect()
-    if reader.has("decisions"):
-        served = (reader.read("decisions", validate=False, lazy=True).filter(pl.col("campaign_id") == campaign_id, in_waves, ~pl.col("cold_start"))
-                  .collect().sort("decided_at", "decision_id").unique(["wave", "customer_id"], keep="first", maintain_order=True))   # as `triggered_rows` keeps them
-        batch = (reader.read("assignments", validate=False, lazy=True).filter(pl.col("campaign_id") == campaign_id, in_waves).select("wave", "customer_id").collect()
-                 if reader.has("assignments") else cells_.select("wave", "customer_id"))
-        served = served.filter(pl.col("cell").is_not_null()).join(batch, on=["wave", "customer_id"], how="anti")
+    if reader.has("decisions"):   # the triggered sends `wave_rows` added, with the cells the service logged
+        mine = reader.read("decisions", validate=False, lazy=True).filter(pl.col("campaign_id") == campaign_id, in_waves).collect()
+        batch = reader.read("assignments", validate=False, lazy=True) if reader.has("assignments") else pl.LazyFrame(schema=TABLES["assignments"].schema)
+        served = _served(mine, batch).filter(pl.col("cell").is_not_null())
         cells_ = pl.concat([cells_.select("wave", "customer_id", "cell"), served.select("wave", "customer_id", "cell")])
     sends = (assignments.filter(in_waves & (pl.col("arm") == "treatment")).select("wave", "customer_id", "variant_id")
              .join(cells_.select("wave", "customer_id", "cell"), on=["wave", "customer_id"])
