@@ -24,9 +24,9 @@ from .records import now as utc_now
 
 # %% auto #0
 __all__ = ['MASK', 'CONTRACT_ENGINES', 'CHUNK_ROWS', 'gx_module', 'suite_path', 'load_suite', 'referenced_tables', 'suite_json',
-           'default_parameters', 'Failure', 'ContractResult', 'ContractError', 'rule_text', 'violations', 'gx_context',
-           'table_keys', 'Rule', 'Rules', 'load_rules', 'failure_from_gx', 'reference_rules', 'validate', 'gate',
-           'split_offending', 'InputError', 'read_table_file', 'break_rule']
+           'default_parameters', 'Failure', 'ContractResult', 'ContractError', 'rule_text', 'all_distinct',
+           'violations', 'gx_context', 'table_keys', 'Rule', 'Rules', 'load_rules', 'failure_from_gx',
+           'reference_rules', 'validate', 'gate', 'split_offending', 'InputError', 'read_table_file', 'break_rule']
 
 # %% ../../nbs/04_contracts.ipynb #75425fc4
 def gx_module():
@@ -170,7 +170,7 @@ def _bound(col: pl.Expr, value, dtype):
     if isinstance(value, dt.datetime) and dtype == pl.Date: value = value.date()
     return pl.lit(value, dtype=dtype) if dtype in (pl.Date, pl.Datetime("us")) else pl.lit(value)
 
-def _distinct(s: pl.Series) -> bool:
+def all_distinct(s: pl.Series) -> bool:
     """Whether the non-null values of `s` are all different, told by sorting them (a sorted column, as exports of ids often are,
     is not even copied): at 12M text ids about a seventh of `is_duplicated`'s hashing. False when `s` is not an integer, text
     or time column (the caller then finds the repeats by hashing)."""
@@ -195,11 +195,11 @@ def _violation_expr(df: pl.DataFrame, config, params: dict) -> pl.Expr | None:
     if t == "expect_column_values_to_not_be_null": e = c.is_null()
     elif t == "expect_column_values_to_be_null": e = c.is_not_null()
     elif t == "expect_column_values_to_be_unique":
-        e = pl.lit(False) if kw.get("row_condition") is None and _distinct(df[cols[0]]) else c.is_duplicated() & c.is_not_null()
+        e = pl.lit(False) if kw.get("row_condition") is None and all_distinct(df[cols[0]]) else c.is_duplicated() & c.is_not_null()
     elif t == "expect_compound_columns_to_be_unique":   # a column that holds one value everywhere cannot tell two rows apart
         varying = [x for x in cols if not _constant(df[x])]
         one = kw.get("row_condition") is None and len(varying) == 1 and df[varying[0]].null_count() == 0
-        e = pl.lit(False) if one and _distinct(df[varying[0]]) else pl.struct(cols).is_duplicated()
+        e = pl.lit(False) if one and all_distinct(df[varying[0]]) else pl.struct(cols).is_duplicated()
     elif t == "expect_column_values_to_be_in_set":
         e = c.is_not_null() & ~c.cast(pl.String).is_in([str(v) for v in kw["value_set"]]) if dtype == pl.String or isinstance(dtype, pl.Enum) \
             else c.is_not_null() & ~c.is_in(list(kw["value_set"]))

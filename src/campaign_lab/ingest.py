@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import polars as pl
 import yaml
 
-from .contracts import InputError, _distinct
+from .contracts import InputError, all_distinct
 from .lake import DAYPARTS, TABLES
 from .records import Metrics
 
@@ -319,7 +319,7 @@ def _within_file_duplicates(rows: pl.DataFrame, key: list[str]) -> tuple[pl.Data
     "Rows with a key seen earlier in the same files dropped (the first is kept), and how many were dropped."
     if len(key) == 1:
         k = rows[key[0]]
-        if k.null_count() == 0 and _distinct(k): return rows, 0   # no repeat (told by sorting, as the contracts tell it): no hash
+        if k.null_count() == 0 and all_distinct(k): return rows, 0   # no repeat (told by sorting, as the contracts tell it): no hash
         kept = rows.filter(k.is_first_distinct())
     else: kept = rows.unique(subset=key, keep="first", maintain_order=True)
     return kept, rows.height - kept.height
