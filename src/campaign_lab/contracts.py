@@ -165,11 +165,7 @@ def rule_text(config) -> str:
     kw = {k: v for k, v in config.kwargs.items() if k not in ("column", "result_format", "batch_id")}
     return f"{config.type.replace('expect_', '').replace('_', ' ')} {kw}".strip()
 
-# %% ../../nbs/04_contracts.ipynb #b979f172
-def _bound(col: pl.Expr, value, dtype):
-    if isinstance(value, dt.datetime) and dtype == pl.Date: value = value.date()
-    return pl.lit(value, dtype=dtype) if dtype in (pl.Date, pl.Datetime("us")) else pl.lit(value)
-
+# %% ../../nbs/04_contracts.ipynb #71e2230d
 def all_distinct(s: pl.Series) -> bool:
     """Whether the non-null values of `s` are all different, told by sorting them (a sorted column, as exports of ids often are,
     is not even copied): at 12M text ids about a seventh of `is_duplicated`'s hashing. False when `s` is not an integer, text
@@ -178,6 +174,11 @@ def all_distinct(s: pl.Series) -> bool:
     s = s.drop_nulls()
     if not s.is_sorted(): s = s.sort()
     return s.len() < 2 or bool((s.slice(1) != s.slice(0, s.len() - 1)).all())
+
+# %% ../../nbs/04_contracts.ipynb #b979f172
+def _bound(col: pl.Expr, value, dtype):
+    if isinstance(value, dt.datetime) and dtype == pl.Date: value = value.date()
+    return pl.lit(value, dtype=dtype) if dtype in (pl.Date, pl.Datetime("us")) else pl.lit(value)
 
 def _constant(s: pl.Series) -> bool:
     "Whether every row of `s` holds the same value, none of them null."
