@@ -13,7 +13,10 @@ runs every week before segment_apply and is printed beside it; segment_fit and t
 The baseline is not in the same run (it is old code): session 3 measured the same steps, without export and ingest,
 at 279 s with kernel peaks up to 15.3 GB (README, "Scaling").
 
-    .venv/bin/python benchmarks/weekly.py [--customers 12000000] [--work DIR]
+    .venv/bin/python benchmarks/weekly.py [--customers 12000000] [--work DIR] [--policy contextual_thompson --reward revenue]
+
+`make demo` runs its waves with the contextual policy on revenue (POLICY, REWARD in the Makefile); without `--policy` the
+waves run the wave pipeline's default, today's per-segment Thompson.
 """
 from __future__ import annotations
 
@@ -78,6 +81,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=12_000_000)
     ap.add_argument("--work", help="the scratch project (kept); default: a temporary folder, removed at the end")
+    ap.add_argument("--policy", help="the waves' policy, e.g. contextual_thompson (default: the wave pipeline's)")
+    ap.add_argument("--reward", choices=("conversion", "revenue", "margin"), help="what the policy learns from")
     a = ap.parse_args()
     project = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="bench-weekly-"))
     try:
@@ -87,12 +92,13 @@ def main():
         shutil.copytree(ROOT / "campaigns", project / "campaigns")
         t0 = time.perf_counter()
         demo = subprocess.run([str(Path(sys.executable).parent / "campaign-lab-world"), "demo", "--campaign", "campaigns/win_back.yaml",
-                               "--campaign", "campaigns/spring.yaml", "--waves", "1", "--n-customers", str(a.customers)],
+                               "--campaign", "campaigns/spring.yaml", "--waves", "1", "--n-customers", str(a.customers),
+                               *(["--policy", a.policy] if a.policy else []), *(["--reward", a.reward] if a.reward else [])],
                               cwd=project, env=os.environ | {"CAMPAIGN_LAB_ROOT": str(project)}, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if demo.returncode: raise SystemExit(f"the demo failed:\n{demo.stdout[-3000:]}\n{demo.stderr[-3000:]}")
         steps, other = weekly(runs(project))
-        print(f"the weekly cycle at {a.customers:,} customers, 2 campaigns, every step a kernel with its report (the demo took "
+        print(f"the weekly cycle at {a.customers:,} customers, 2 campaigns, {a.policy or 'the default'} policy, every step a kernel with its report (the demo took "
               f"{wall:.0f} s in all, the synthetic world included)")
         print(f"{'step':<58} {'seconds':>8} {'kernel peak GB':>15}")
         for name, s, gb in steps: print(f"{name:<58} {s:>8.1f} {gb:>15.2f}")

@@ -97,6 +97,11 @@ class RunContext:
         if not vs: self.seen[table] = None
         return bool(vs)
 
+    def version(self, table: str) -> int | None:
+        "The number of the latest version of `table` in the lake (None: absent), without reading it."
+        vs = table_versions(self.settings.lake_dir, table)
+        return vs[-1].version if vs else None
+
     def record_input(self, v: TableVersion) -> None:
         "Record a table version this run read (by a reader other than `read`, e.g. Spark)."
         self.inputs.append(v.to_json()); self._save()

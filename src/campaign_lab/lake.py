@@ -105,6 +105,10 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("context_cells", "The context cell each customer of a contextual campaign's wave was assigned in.",
         ("campaign_id", "wave", "customer_id"), pl.Schema({"campaign_id": pl.String, "wave": pl.Int32, "customer_id": pl.Int64,
                                                            "cell": pl.Int32})),
+    TableSpec("customer_features", "Each customer's behavioural features as of a day, from the order log, and the versions of customers and transactions "
+              "they were computed from: written with the segments, read by contextual waves and the decision service while those versions are current.",
+        ("customer_id",), pl.Schema({"customer_id": pl.Int64, "as_of": pl.Date, **{f: pl.Float64 for f in SEGMENT_FEATURES},
+                                     "customers_version": pl.Int64, "transactions_version": pl.Int64})),
     TableSpec("context_state", "A contextual campaign's statistics per (wave, cell, variant), by version: sends, reward sum and squares.",
         ("campaign_id", "version", "wave", "cell", "variant_id"),
         pl.Schema({"campaign_id": pl.String, "version": pl.Int64, "wave": pl.Int32, "cell": pl.Int32, "variant_id": pl.String,

@@ -43,10 +43,10 @@ def _chain(n: int, rng: np.random.Generator) -> tuple[pl.DataFrame, pl.DataFrame
 # %% ../../nbs/03_samples.ipynb #495b625e
 _NAMES = ("regulars", "families", "lunch crowd", "deal seekers", "night owls", "big spenders", "occasionals", "lapsed")
 
-def _profiles(transactions: pl.DataFrame, segments: pl.DataFrame, version: str) -> pl.DataFrame:
-    "segment_profiles from the orders: size, share, spend share and per-customer feature medians."
+def _per_customer(transactions: pl.DataFrame, by: tuple = ("customer_id",)) -> pl.DataFrame:
+    "The behavioural features of each customer with orders, simply computed (the lake's are `segments.features`)."
     as_of = dt.datetime(2026, 11, 1)
-    per = transactions.join(segments.select("customer_id", "segment"), on="customer_id").group_by("customer_id", "segment").agg(
+    return transactions.group_by(*by).agg(
         recency_days=(pl.lit(as_of) - pl.col("ordered_at").max()).dt.total_days().cast(pl.Float64),
         frequency=pl.len().cast(pl.Float64), monetary=pl.col("amount").sum(), avg_ticket=pl.col("amount").mean(),
         mean_gap_days=((pl.col("ordered_at").max() - pl.col("ordered_at").min()).dt.total_days() / pl.len()).cast(pl.Float64),
@@ -54,12 +54,23 @@ def _profiles(transactions: pl.DataFrame, segments: pl.DataFrame, version: str) 
         offer_share=pl.col("used_offer").mean().cast(pl.Float64),
         weekend_share=(pl.col("ordered_at").dt.weekday() >= 6).mean().cast(pl.Float64),
         **{f"{d}_share": (pl.col("daypart") == d).mean().cast(pl.Float64) for d in DAYPARTS})
+
+def _profiles(transactions: pl.DataFrame, segments: pl.DataFrame, version: str) -> pl.DataFrame:
+    "segment_profiles from the orders: size, share, spend share and per-customer feature medians."
+    per = _per_customer(transactions.join(segments.select("customer_id", "segment"), on="customer_id"), ("customer_id", "segment"))
     total = per["monetary"].sum()
     out = per.group_by("segment").agg(n_customers=pl.len().cast(pl.Int64), spend=pl.col("monetary").sum(),
                                       **{f: pl.col(f).median() for f in SEGMENT_FEATURES}).sort("segment")
     return out.with_columns(segmenter_version=pl.lit(version), name=pl.col("segment").map_elements(lambda s: _NAMES[s % 8], pl.String),
                             share=pl.col("n_customers") / pl.col("n_customers").sum(), spend_share=pl.col("spend") / total
                             ).select(list(TABLES["segment_profiles"].schema))
+
+# %% ../../nbs/03_samples.ipynb #3514b659
+def _features(customers: pl.DataFrame, transactions: pl.DataFrame) -> pl.DataFrame:
+    "customer_features in the stored form, stamped with version 0 of customers and transactions: made from no lake version, so never taken as current."
+    per = customers.select("customer_id").join(_per_customer(transactions), on="customer_id", how="left")
+    return per.select("customer_id", pl.lit(dt.date(2026, 11, 1)).alias("as_of"), *(pl.col(f).fill_null(0.0) for f in SEGMENT_FEATURES),
+                      customers_version=pl.lit(0, pl.Int64), transactions_version=pl.lit(0, pl.Int64))
 
 # %% ../../nbs/03_samples.ipynb #764da700
 _TYPES = ("regular", "deal_seeker", "lapsed")
@@ -173,5 +184,6 @@ def sample_tables(
                              "segment": pl.Series(rng.integers(0, 8, n_customers), dtype=pl.Int16),
                              "assigned_at": pl.Series([_AT] * n_customers, dtype=pl.Datetime("us"))})
     return {"customers": customers, "transactions": transactions, "customer_truth": truth, "response_model": response_model,
-            "segments": segments, "segment_profiles": _profiles(transactions, segments, "seg-v1"), **(c := _campaign(segments, rng)),
+            "segments": segments, "segment_profiles": _profiles(transactions, segments, "seg-v1"),
+            "customer_features": _features(customers, transactions), **(c := _campaign(segments, rng)),
             **_context(c["assignments"], c["events"], c["variants"])}

@@ -32,7 +32,8 @@ from .records import Metrics, list_runs, now
 from .registry import ARTEFACTS, REGISTRY_FILE, alias_entry, resolve_alias
 from .settings import Settings, load_settings
 from .variants import campaign_rules
-from .waves import PROGRAMME_STREAM, check_counted, context_inputs, context_space, feedback_policy, make_wave_policy, guard_arms, guardrail_counts, guardrail_status, latest_segmenter, unsubscribed
+from .waves import (PROGRAMME_STREAM, check_counted, context_inputs, context_space, feedback_policy, make_wave_policy, guard_arms,
+                                guardrail_counts, guardrail_status, latest_segmenter, stored_features, unsubscribed)
 from .segments import feature_date, features
 
 # %% auto #0
@@ -174,6 +175,7 @@ class _LakeReader:
     "The lake, read as the wave functions read a run's tables (latest versions, no contract check)."
     def __init__(self, lake: Path): self.lake = lake
     def has(self, table: str) -> bool: return bool(table_versions(self.lake, table))
+    def version(self, table: str) -> int | None: return vs[-1].version if (vs := table_versions(self.lake, table)) else None
     def read(self, table: str, *, validate: bool = True, lazy: bool = False): return read_table(self.lake, table, lazy=lazy)
 
 class ContextServe(NamedTuple):
@@ -191,11 +193,14 @@ class ContextServe(NamedTuple):
 # %% ../../nbs/61_serve.ipynb #654032d8
 def context_features(lake: Path, customers: "Customers") -> pl.DataFrame:
     "Every known customer's segment and behavioural features as of the day after the lake's last order, in the order of `customers`."
-    # the order log as a scan of the columns the features read, as the wave reads it (`PolarsEngine.context`): not 113M rows in memory
-    cust, orders = read_table(lake, "customers"), read_table(lake, "transactions", lazy=True)
+    # as the wave reads them (`PolarsEngine.context`): stored by segment_apply while the lake's customers and orders are the ones it
+    # read, else from the order log as a scan of the columns the features read (not 113M rows in memory)
+    orders = read_table(lake, "transactions", lazy=True)
     day = feature_date(orders.select(pl.col("ordered_at").max()).collect().item(), "")
+    feats = stored_features(_LakeReader(lake), day)
+    if feats is None: feats = features(orders, read_table(lake, "customers"), as_of=day)
     return (pl.DataFrame({"customer_id": customers.ids, "segment": customers.segment})
-            .join(features(orders, cust, as_of=day), on="customer_id", how="left", maintain_order="left"))
+            .join(feats, on="customer_id", how="left", maintain_order="left"))
 
 # %% ../../nbs/61_serve.ipynb #a7e50dfc
 def context_serve(

@@ -25,7 +25,7 @@ from .lake import DAYPARTS, EVENT_TYPES, TABLES, SchemaError, TableVersion, chec
 from .records import now
 from .segments import FEATURES, Segmenter, assign_segments, feature_date, name_profiles
 from .settings import Settings, load_settings
-from .waves import Audience, EngineError, programme_holdout, taken_this_wave
+from .waves import Audience, EngineError, programme_holdout, stored_features, taken_this_wave
 
 # %% auto #0
 __all__ = ['spark_conf', 'spark_session', 'to_spark', 'to_polars', 'lake_uri', 'read_lake', 'spark_read', 'features_spark',
@@ -380,14 +380,14 @@ class SparkEngine:
     def __init__(self, settings: Settings):
         self.settings, self.spark = settings, spark_session(settings)
 
-    def segment(self, reader, seg, *, as_of) -> tuple[pl.DataFrame, pl.DataFrame, dt.date]:
+    def segment(self, reader, seg, *, as_of) -> tuple[pl.DataFrame, pl.DataFrame, dt.date, pl.DataFrame]:
         from pyspark.sql import functions as F
         customers, transactions = spark_read(reader, self.spark, "customers"), spark_read(reader, self.spark, "transactions")
         day = feature_date(transactions.agg(F.max("ordered_at")).first()[0], as_of)
         feats = features_spark(transactions, customers, as_of=day).cache()
         labels = assign_segments_spark(seg, feats).cache()
         out = to_polars(labels).sort("customer_id").select("customer_id", pl.col("segment").cast(pl.Int16))
-        return out, profile_spark(feats, labels), day
+        return out, profile_spark(feats, labels), day, to_polars(feats).sort("customer_id")
 
     def audience(self, reader, arms, assignments, *, campaign_id, wave) -> Audience:
         from pyspark.sql import functions as F
@@ -440,8 +440,9 @@ class SparkEngine:
         from pyspark.sql import functions as F
         customers, transactions = spark_read(reader, self.spark, "customers"), spark_read(reader, self.spark, "transactions")
         day = feature_date(transactions.agg(F.max("ordered_at")).first()[0], "")
-        feats = features_spark(transactions, customers, as_of=day)
-        out = to_polars(audience.customers.select("customer_id", "segment").join(feats, "customer_id", "left"))
+        if (stored := stored_features(reader, day)) is not None:   # a segment_apply run computed them from these very orders
+            out = to_polars(audience.customers.select("customer_id", "segment")).join(stored, on="customer_id", how="left")
+        else: out = to_polars(audience.customers.select("customer_id", "segment").join(features_spark(transactions, customers, as_of=day), "customer_id", "left"))
         return out.with_columns(pl.col("segment").cast(pl.Int16)), day
 
     def __repr__(self): return f"SparkEngine(master={self.settings.spark_master!r})"

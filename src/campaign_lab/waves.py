@@ -23,7 +23,7 @@ from .contracts import ContractError, ContractResult, default_parameters, refere
 from .draws import keyed_uniform, stream_key
 from .lake import ARMS, EVENT_TYPES, TABLES
 from .records import Metrics, now
-from .segments import SegmentApplyMetrics, Segmenter, assign_segments, feature_date, features, profile
+from .segments import FEATURES, SegmentApplyMetrics, Segmenter, assign_segments, feature_date, features, profile
 from .settings import Settings
 from .variants import Costs, campaign_rules, offer_margin
 
@@ -32,19 +32,20 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'Tables', 'EngineError', 'Engine', 'resolve_engine', 'open_engine', 'Audience', 'latest_segmenter',
            'taken_this_wave', 'programme_holdout', 'unsubscribed', 'build_audience', 'prior_wave', 'Wave',
            'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'feedback_policy', 'wave_assignments',
-           'assign_wave', 'unanswered', 'PolarsEngine', 'make_wave_policy', 'ContextWave', 'context_space',
-           'context_rows', 'pending_weights', 'check_counted', 'context_inputs', 'VariantShare', 'send_list',
-           'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics', 'reward_per_send',
-           'value_over_uniform', 'stopped_by_wave', 'bandit_history', 'leaderboard', 'WaveRows', 'triggered_rows',
-           'wave_rows', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions', 'context_update', 'fold_feedback',
-           'attribute_orders', 'candidate_probabilities', 'policy_estimate', 'champion_challenger', 'FeedbackMetrics',
-           'feedback_metrics', 'Segmentation', 'apply_segmenter']
+           'assign_wave', 'unanswered', 'stored_features', 'PolarsEngine', 'make_wave_policy', 'ContextWave',
+           'context_space', 'context_rows', 'pending_weights', 'check_counted', 'context_inputs', 'VariantShare',
+           'send_list', 'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics',
+           'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history', 'leaderboard', 'WaveRows',
+           'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions',
+           'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities', 'policy_estimate',
+           'champion_challenger', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
     "What the wave functions read through: a run's `RunContext` or `Tables`."
     def has(self, table: str) -> bool: ...
     def read(self, table: str, *, validate: bool = True, lazy: bool = False) -> pl.DataFrame | pl.LazyFrame: ...
+    def version(self, table: str) -> int | None: ...        # the latest version's number (None: the table is absent)
     def check(self, table: str, df: pl.DataFrame, *, pending: dict | None = None, source: str = "frame") -> ContractResult | None: ...
     @property
     def contract_parameters(self) -> dict: ...             # suite parameters for a check now
@@ -58,10 +59,12 @@ class Tables:
                  parameters: dict | None = None):     # suite parameters; the defaults (now taken at each check) when None
         self.tables, self.contracts_dir, self.parameters = dict(tables), Path(contracts_dir), parameters
         self.contracts: list[ContractResult] = []
+        self.versions = {t: 1 for t in self.tables}   # numbered as the lake numbers them: each publish of a table is its next version
     @property
     def contract_parameters(self) -> dict: return self.parameters or default_parameters(dt.date(2019, 1, 1))
     def record_contract(self, result: ContractResult) -> None: self.contracts.append(result)
     def has(self, table: str) -> bool: return table in self.tables
+    def version(self, table: str) -> int | None: return self.versions.get(table)
     def read(self, table: str, *, validate: bool = True, lazy: bool = False) -> pl.DataFrame | pl.LazyFrame:
         if table not in self.tables: raise FileNotFoundError(f"no table '{table}' among {', '.join(sorted(self.tables))}")
         return self.tables[table].lazy() if lazy else self.tables[table]
@@ -75,6 +78,7 @@ class Tables:
         failed = [r for name, df in tables.items() if not (r := self.check(name, df, pending=tables)).success]
         if failed: raise ContractError(failed)
         self.tables |= {t: pl.concat([self.tables[t], df]) if t in append and t in self.tables else df for t, df in tables.items()}
+        self.versions |= {t: self.versions.get(t, 0) + 1 for t in tables}
     def __repr__(self): return f"Tables({', '.join(f'{k}: {v.height:,}' for k, v in self.tables.items())})"
 
 # %% ../../nbs/35_waves.ipynb #6cc897de
@@ -85,7 +89,7 @@ class EngineError(RuntimeError):
 class Engine(Protocol):
     "The steps that scale with the customer base: segments, the audience, the assignment, checks and the state update."
     name: str
-    def segment(self, reader: Reader, seg: Segmenter, *, as_of: str) -> tuple[pl.DataFrame, pl.DataFrame, dt.date]: ...
+    def segment(self, reader: Reader, seg: Segmenter, *, as_of: str) -> tuple[pl.DataFrame, pl.DataFrame, dt.date, pl.DataFrame]: ...   # labels, profiles, day, features
     def audience(self, reader: Reader, arms: pl.DataFrame, assignments: pl.DataFrame | None, *, campaign_id: str, wave: int) -> "Audience": ...
     def assign(self, state: BanditState, audience: "Audience", *, policy: Policy, holdout: float, seed: int, wave: int,
                campaign_id: str) -> pl.DataFrame: ...
@@ -360,19 +364,34 @@ def unanswered(reader: Reader, *, campaign_id: str, wave: int) -> str:
     return "" if folded else (f"wave {wave - 1} of '{campaign_id}' has no feedback folded in yet: wave {wave} is allocated from the "
                               f"state before it (run feedback for wave {wave - 1} first unless that is intended)")
 
+# %% ../../nbs/35_waves.ipynb #7e7762b9
+def stored_features(
+    reader: Reader,
+    day: dt.date,                 # the feature date wanted (the day after the last order, for a wave)
+) -> pl.DataFrame | None:         # customer_id and FEATURES, as `segments.features` gives them; None when stale or absent
+    """The features a segment_apply run stored (`customer_features`) if they describe the lake's current customers and orders as of
+    `day`: the versions they were computed from are the latest, and every customer has a row. Otherwise None, and the caller
+    computes them from the order log."""
+    if not reader.has("customer_features"): return None
+    stored = reader.read("customer_features", validate=False, lazy=True)   # checked against its contract when it was published
+    made = stored.select(pl.col("as_of", "customers_version", "transactions_version").first(), n=pl.len()).collect()
+    customers = reader.read("customers", validate=False, lazy=True).select(pl.len()).collect().item()
+    if made.row(0) != (day, reader.version("customers"), reader.version("transactions"), customers): return None
+    return stored.select("customer_id", *FEATURES).collect()
+
 # %% ../../nbs/35_waves.ipynb #91a3bf3c
 class PolarsEngine:
     "The wave's heavy steps in this process, with polars."
     name = "polars"
     def __init__(self, settings: Settings | None = None): self.settings = settings
-    def segment(self, reader, seg, *, as_of) -> tuple[pl.DataFrame, pl.DataFrame, dt.date]:
+    def segment(self, reader, seg, *, as_of) -> tuple[pl.DataFrame, pl.DataFrame, dt.date, pl.DataFrame]:
         # the order log as a scan of the columns the features read: each part was checked when it was ingested (new rows and
         # their references), so it is not checked whole again here (the validate pipeline does that on demand)
         customers, transactions = reader.read("customers"), reader.read("transactions", validate=False, lazy=True)
         day = feature_date(transactions.select(pl.col("ordered_at").max()).collect().item(), as_of)
         feats = features(transactions, customers, as_of=day)
         labels = assign_segments(seg, feats)
-        return feats.select("customer_id").with_columns(labels), profile(feats, labels), day
+        return feats.select("customer_id").with_columns(labels), profile(feats, labels), day, feats
     def audience(self, reader, arms, assignments, *, campaign_id, wave) -> Audience:
         share, seed = (self.settings.programme_holdout, self.settings.seed) if self.settings else (0.0, 0)
         gone = unsubscribed(reader.read("events", validate=False, lazy=True) if reader.has("events") else None)
@@ -385,9 +404,11 @@ class PolarsEngine:
     def update(self, state, events, *, reward, discount) -> BanditState:
         return update(state, events, reward=reward, discount=discount)
     def context(self, reader, audience) -> tuple[pl.DataFrame, dt.date]:
-        customers, transactions = reader.read("customers"), reader.read("transactions", validate=False, lazy=True)   # as in `segment`
+        transactions = reader.read("transactions", validate=False, lazy=True)   # as in `segment`
         day = feature_date(transactions.select(pl.col("ordered_at").max()).collect().item(), "")
-        return audience.customers.join(features(transactions, customers, as_of=day), on="customer_id", how="left"), day
+        feats = stored_features(reader, day)
+        if feats is None: feats = features(transactions, reader.read("customers"), as_of=day)
+        return audience.customers.join(feats, on="customer_id", how="left"), day
     def __repr__(self): return "PolarsEngine()"
 
 # %% ../../nbs/35_waves.ipynb #538f374f
@@ -1058,8 +1079,10 @@ class Segmentation(NamedTuple):
     segments: pl.DataFrame        # the segments table
     profiles: pl.DataFrame        # the segment_profiles table
     moved: float | None           # share of customers whose segment changed since the last application of the same segmenter
+    features: pl.DataFrame | None = None   # the customer_features table (None: the reader's tables have no versions to stamp them with)
     @property
-    def tables(self) -> dict[str, pl.DataFrame]: return {"segments": self.segments, "segment_profiles": self.profiles}
+    def tables(self) -> dict[str, pl.DataFrame]:
+        return {"segments": self.segments, "segment_profiles": self.profiles} | ({} if self.features is None else {"customer_features": self.features})
     def metrics(self, *, source: str, run: str, engine: Engine) -> SegmentApplyMetrics:
         "The headline metrics, given where the segmenter came from."
         shares = {str(s): round(float(x), 5) for s, x in zip(self.profiles["segment"], self.profiles["share"])}
@@ -1074,7 +1097,11 @@ def apply_segmenter(
     at: dt.datetime | None = None,    # the assigned_at stamp; now (UTC, whole seconds) when None
 ) -> Segmentation:
     "Label every customer with `seg` on the engine, with the profiles and the share moved since the last application."
-    labels, prof, day = engine.segment(reader, seg, as_of=as_of)
+    made_from = [reader.version("customers"), reader.version("transactions")]   # before the engine reads them: a later ingest makes the features stale, never wrongly fresh
+    labels, prof, day, feats = engine.segment(reader, seg, as_of=as_of)
+    stored = None if None in made_from else feats.select(
+        "customer_id", pl.lit(day).alias("as_of"), *(pl.col(f).cast(pl.Float64) for f in FEATURES),
+        customers_version=pl.lit(made_from[0], pl.Int64), transactions_version=pl.lit(made_from[1], pl.Int64))
     at = at or now().replace(tzinfo=None, microsecond=0)
     segments = labels.select("customer_id", segmenter_version=pl.lit(seg.version), segment=pl.col("segment").cast(pl.Int16),
                              assigned_at=pl.lit(at, pl.Datetime("us")))
@@ -1083,4 +1110,4 @@ def apply_segmenter(
     if before is not None and before.height and before["segmenter_version"][0] == seg.version:
         j = segments.join(before.select("customer_id", old=pl.col("segment")), on="customer_id")
         moved = float((j["segment"] != j["old"]).mean())
-    return Segmentation(seg, day, segments, prof.with_columns(segmenter_version=pl.lit(seg.version)), moved)
+    return Segmentation(seg, day, segments, prof.with_columns(segmenter_version=pl.lit(seg.version)), moved, stored)
