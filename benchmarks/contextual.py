@@ -12,7 +12,9 @@ and what it costs at 12 million customers, each beside its baseline measured in 
    per-segment Thompson (Gaussian, on revenue) and the contextual policy (on revenue, and on margin), mean and spread over
    seeds; then the third wave on conversions, revenue and margin, each against its own per-customer best; then the
    ceilings: what a policy that knew every expected reward exactly would capture on the policy's own context cells (each
-   cell's best variant) and with its linear model (fitted to the truth), and on finer cells of the same features.
+   cell's best variant) and with its linear model (fitted to the truth), and on finer cells of the same features; and how
+   far the lake's features could go at all: 512 k-means cells of all 14, the world's latent behaviour type (which no
+   policy sees) and that type as a classifier trained on the truth's labels predicts it from the 14 features.
 2. Assigning 12M customers over 352 variants (cells, posterior, shared draws, allocation, keyed draws): time and peak
    transient memory per customer (tracemalloc, numpy's allocations), beside today's per-segment assign and the floor of
    drawing the 12M pairs of keyed uniforms alone, and MABWiser's LinTS predict for 100,000 customers, extrapolated to 12M.
@@ -29,10 +31,12 @@ import tracemalloc
 
 import numpy as np
 import polars as pl
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from campaign_lab import bandit, contextual
 from campaign_lab.draws import keyed_uniforms, stream_key
-from campaign_lab.segments import assign_segments, features, fit_segmenter, profile
+from campaign_lab.segments import FEATURES, assign_segments, features, fit_segmenter, profile
 from campaign_lab.settings import find_root
 from campaign_lab.simulate import capture_by_wave, late_orders
 from campaign_lab.synth import generate_chain, response_probabilities
@@ -83,21 +87,38 @@ def ceilings(truth, f, pol, k=20_000):
         return (p["p_conversion"] * p["revenue_if_converted"]).to_numpy().reshape(len(rows), variants.height)
     Rf, Re = np.vstack([revenue(c) for c in np.array_split(fit, max(1, len(fit) // k))]), revenue(ev)
     u, b = Re.mean(1).mean(), Re.max(1).mean()
+    def best_by(labels):   # each group's best variant, learned on the fitting half, scored on the others
+        lab = np.unique(labels, return_inverse=True)[1]
+        M = np.zeros((lab.max() + 1, variants.height)); np.add.at(M, lab[fit], Rf)
+        return (Re[np.arange(len(ev)), M.argmax(1)[lab[ev]]].mean() - u) / (b - u)
     out = {}
     for name, p in (("the policy's cells", pol), ("finer cells (ticket 16, offer share 4, recency 2)",
                     contextual.ContextualThompson(context=(("avg_ticket", 16), ("offer_share", 4), ("recency_days", 2))))):
         space = contextual.fit_space(f, variants, p)
         cell = contextual.cells(space, f)
-        M = np.zeros((space.n_cells, variants.height)); np.add.at(M, cell[fit], Rf)
-        n = np.bincount(cell[fit], minlength=space.n_cells).astype(float)
-        out[f"each cell's best variant, {name} ({space.n_cells})"] = (Re[np.arange(len(ev)), M.argmax(1)[cell[ev]]].mean() - u) / (b - u)
-        if p is pol:   # the linear model fitted to the cells' true means, weighted by their customers
+        out[f"each cell's best variant, {name} ({space.n_cells})"] = best_by(cell)
+        if p is pol:
+            M = np.zeros((space.n_cells, variants.height)); np.add.at(M, cell[fit], Rf)
+            n = np.bincount(cell[fit], minlength=space.n_cells).astype(float)   # the linear model fitted to the cells' true means, weighted by their customers
             Z, F = contextual.cell_design(space), contextual.variant_design(space)
             X, w = np.kron(Z, F), np.repeat(n, variants.height)
             y = (M / np.maximum(n, 1)[:, None]).reshape(-1)
             theta = np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
             best = (X @ theta).reshape(space.n_cells, -1).argmax(1)
             out["the policy's linear model, fitted to the truth"] = (Re[np.arange(len(ev)), best[cell[ev]]].mean() - u) / (b - u)
+    # how far the lake's features could go: all 14 of them in 512 k-means cells (unsupervised, as a policy could), the world's
+    # latent behaviour type (no policy sees it), and that type predicted from the 14 features by a classifier trained on the
+    # truth's labels (no policy has them either), crossed with 4 bins of the average ticket
+    X = f.select(FEATURES).to_numpy().astype(float)
+    X = np.where([c.endswith("_share") for c in FEATURES], X, np.log1p(np.maximum(X, 0.0)))
+    X = (X - X.mean(0)) / np.maximum(X.std(0), 1e-9)
+    out["512 k-means cells of all 14 features"] = best_by(MiniBatchKMeans(512, random_state=0, n_init=1, batch_size=8192).fit_predict(X))
+    kind = truth["behaviour_type"].to_numpy()
+    ticket = np.searchsorted(np.quantile(f["avg_ticket"].to_numpy(), [.25, .5, .75]), f["avg_ticket"].to_numpy())
+    out["each latent behaviour type's best variant (no policy sees the type)"] = best_by(kind)
+    guess = HistGradientBoostingClassifier(max_iter=200, random_state=0).fit(X[fit], kind[fit]).predict(X)
+    out["type predicted by a classifier trained on the types, x 4 ticket bins"] = best_by(np.char.add(guess.astype(str), ticket.astype(str)))
+    out["  (not a capture: the share of customers whose type it predicts right)"] = float((guess[ev] == kind[ev]).mean())
     return out
 runs, limits = [], []
 for s in SEEDS:
