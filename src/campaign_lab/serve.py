@@ -32,8 +32,9 @@ from .records import Metrics, list_runs, now
 from .registry import ARTEFACTS, REGISTRY_FILE, alias_entry, resolve_alias
 from .settings import Settings, load_settings
 from .variants import campaign_rules
-from .waves import (PROGRAMME_STREAM, check_counted, context_inputs, context_space, feedback_policy, make_wave_policy, guard_arms,
-                                guardrail_counts, guardrail_status, latest_segmenter, stored_features, unsubscribed)
+from .waves import (
+    PROGRAMME_STREAM, check_counted, context_inputs, context_space, feedback_policy, make_wave_policy, guard_arms, guardrail_counts,
+    guardrail_status, latest_segmenter, stored_features, unsubscribed)
 from .segments import feature_date, features
 
 # %% auto #0
