@@ -69,7 +69,7 @@ def pair(tmp_path_factory):
 
 @pytest.mark.slow
 def test_spark_pipelines_give_the_polars_answers(pair):
-    from campaign_lab.lake import read_table
+    from campaign_lab.lake import read_table, table_versions
     a, b = pair
     # win_back's steps run on polars in both projects; spring_menu's wave (which must skip the customers win_back
     # took) and feedback run on Spark in the second (each Spark run starts a session and checks its inputs on Spark)
@@ -80,21 +80,27 @@ def test_spark_pipelines_give_the_polars_answers(pair):
         ok(cli(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=0", "-p", "engine=polars"))
         ok(cli(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=0", "-p", f"engine={engine}"))
         for c in ("win_back", "spring_menu"): ok(cli(root, "run", "export", "-p", f"campaign_id={c}", "-p", "wave=0"))
-        world_answers(root, dt.datetime.fromisoformat(ANSWERED))      # the CRM's events files, through the inbox
+        got = world_answers(root, dt.datetime.fromisoformat(ANSWERED))   # the CRM's events files, through the inbox
         ok(cli(root, *feedback_args(root, "win_back"), "-p", "engine=polars", at=ANSWERED))
         ok(cli(root, *feedback_args(root, "spring_menu"), "-p", f"engine={engine}", at=ANSWERED))
         # wave 1 after the feedback: the customers the CRM reported unsubscribing are left out on both engines
         ok(cli(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=1", "-p", "engine=polars", at=ANSWERED))
         ok(cli(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=1", "-p", f"engine={engine}", at=ANSWERED))
-        # a contextual wave: the customers' features computed on Spark, the same cells and keyed draws
-        ok(cli(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=2", "-p", "policy=contextual_thompson", "-p", "reward=revenue",
-               "-p", f"engine={engine}", at=ANSWERED))
+        # contextual waves, the same cells and keyed draws: wave 2 reads the features segment_apply stored (computed on Spark in
+        # the second project); after the answered orders are ingested they are stale, and wave 3 computes them (on Spark)
+        ctx_wave = lambda w: ok(cli(root, "run", "wave", "-p", "campaign_id=win_back", "-p", f"wave={w}", "-p", "policy=contextual_thompson",
+                                    "-p", "reward=revenue", "-p", f"engine={engine}", at=ANSWERED))
+        ctx_wave(2)
+        ok(cli(root, "run", "ingest", "-p", "table=transactions", "-p", f"paths=[{got.orders}]", at=ANSWERED))
+        ctx_wave(3)
     same = lambda t, drop, keys: read_table(a / "lake", t).drop(drop).sort(keys).equals(read_table(b / "lake", t).drop(drop).sort(keys))
     assert same("segments", "assigned_at", "customer_id")                              # the same segment labels
     pa, pb = (read_table(r / "lake", "segment_profiles") for r in (a, b))
     assert pa.select("segment", "name", "n_customers").equals(pb.select("segment", "name", "n_customers"))
     assert same("assignments", "assigned_at", ["campaign_id", "wave", "customer_id"])  # the same assignments, customer by customer
-    assert read_table(b / "lake", "assignments").filter(wave=2)["policy"].unique().to_list() == ["contextual_thompson"]
+    assert read_table(b / "lake", "assignments").filter(pl.col("wave") >= 2)["policy"].unique().to_list() == ["contextual_thompson"]
+    stamp = read_table(b / "lake", "customer_features").select("transactions_version").unique().item()
+    assert stamp < table_versions(b / "lake", "transactions")[-1].version      # so wave 3 computed its features from the orders, on Spark
     assert same("context_cells", [], ["campaign_id", "wave", "customer_id"]) and same("context_space", "created_at", "campaign_id")
     from campaign_lab.waves import programme_holdout
     ids = read_table(b / "lake", "assignments")["customer_id"].to_numpy()
@@ -107,7 +113,7 @@ def test_spark_pipelines_give_the_polars_answers(pair):
     assert same("bandit_seen", [], ["campaign_id", "event_id"])
     manifests = [json.loads(p.read_text()) for p in (b / "runs").glob("*/manifest.json")]
     manifests = [m for m in manifests if m["metrics"].get("engine") == "spark"]
-    assert sorted(m["pipeline"] for m in manifests) == ["feedback", "segment_apply", "wave", "wave", "wave"]
+    assert sorted(m["pipeline"] for m in manifests) == ["feedback", "segment_apply", "wave", "wave", "wave", "wave"]
     gone = read_table(b / "lake", "events").filter(pl.col("event_type").cast(pl.String).is_in(["unsubscribe", "complaint"]), campaign_id="spring_menu")
     w1 = read_table(b / "lake", "assignments").filter(wave=1)
     assert gone.height and w1.height and w1.join(gone.select("customer_id"), on="customer_id", how="semi").is_empty()
