@@ -171,6 +171,7 @@ def test_contextual_waves_through_the_pipelines(project):
     report = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 1)
     text = "\n".join(o.get("text", "") or str(o.get("data", {}).get("text/markdown", "")) for c in nbformat.read(report, 4).cells for o in c.get("outputs", []))
     assert "contextual model's statistics version 1" in text and "wave 0 at" in text, text[:2000]
+    assert "(stored by segment_apply)" in text    # no ingest since segment_apply: the features it stored
     cc = pl.read_csv(report.parent / "champion_challenger.csv")          # weighed before sending, on wave 0's logged sends
     assert cc["policy"].to_list() == ["contextual_thompson (this wave)", "per-segment thompson (baseline)"] and (cc["sends"] > 0).all()
     # promotion by alias: wave 1's configuration as champion draws wave 2
@@ -290,18 +291,18 @@ def test_a_wave_reads_the_features_segment_apply_stored_until_an_ingest(project)
     aud = Audience(s.segments.select("customer_id", "segment"), 2000, 0, pl.DataFrame(), seg.version)
     def context():
         run = open_run(str(project), "", "wave")
-        feats, day = PolarsEngine().context(run, aud)
-        return feats.sort("customer_id"), day, [i["table"] for i in run.inputs]
-    feats, day, inputs = context()
-    assert day == s.day and "customer_features" in inputs and (feats["avg_ticket"] >= 1000.0).all()
+        feats, day, stored = PolarsEngine().context(run, aud)
+        return feats.sort("customer_id"), day, stored, [i["table"] for i in run.inputs]
+    feats, day, stored, inputs = context()
+    assert day == s.day and stored and "customer_features" in inputs and (feats["avg_ticket"] >= 1000.0).all()
     ids = np.sort(t["customers"]["customer_id"].to_numpy())
     served = context_features(lake, Customers(ids, np.zeros(len(ids), np.int16), np.ones(len(ids), bool), seg.version))
     assert (served["avg_ticket"] >= 1000.0).all()
     # an ingest of orders (a new version, here one more order from an existing customer before the feature day): computed again
     extra = t["transactions"].head(1).with_columns(transaction_id=pl.col("transaction_id") + 10**9)
     write_table(lake, "transactions", extra, append=True)
-    feats, day, _ = context()
+    feats, day, stored, _ = context()
     want = features(pl.concat([t["transactions"], extra]), t["customers"], as_of=day)
-    assert day == s.day and feats.select(want.columns).sort("customer_id").equals(want.sort("customer_id"))
+    assert day == s.day and not stored and feats.select(want.columns).sort("customer_id").equals(want.sort("customer_id"))
     served = context_features(lake, Customers(ids, np.zeros(len(ids), np.int16), np.ones(len(ids), bool), seg.version))
     assert served.drop("segment").sort("customer_id").equals(want.sort("customer_id"))

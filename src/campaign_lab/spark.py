@@ -435,7 +435,7 @@ class SparkEngine:
     def update(self, state, events, *, reward, discount) -> BanditState:
         return update_spark(state, to_spark(self.spark, events), reward=reward, discount=discount)
 
-    def context(self, reader, audience) -> tuple[pl.DataFrame, dt.date]:
+    def context(self, reader, audience) -> tuple[pl.DataFrame, dt.date, bool]:
         "The audience with its features as of the day after the last order, computed on Spark (the orders are the heavy part)."
         from pyspark.sql import functions as F
         customers, transactions = spark_read(reader, self.spark, "customers"), spark_read(reader, self.spark, "transactions")
@@ -443,6 +443,6 @@ class SparkEngine:
         if (stored := stored_features(reader, day)) is not None:   # a segment_apply run computed them from these very orders
             out = to_polars(audience.customers.select("customer_id", "segment")).join(stored, on="customer_id", how="left")
         else: out = to_polars(audience.customers.select("customer_id", "segment").join(features_spark(transactions, customers, as_of=day), "customer_id", "left"))
-        return out.with_columns(pl.col("segment").cast(pl.Int16)), day
+        return out.with_columns(pl.col("segment").cast(pl.Int16)), day, stored is not None
 
     def __repr__(self): return f"SparkEngine(master={self.settings.spark_master!r})"

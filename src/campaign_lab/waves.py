@@ -95,7 +95,7 @@ class Engine(Protocol):
                campaign_id: str) -> pl.DataFrame: ...
     def check(self, reader: Reader, table: str, df: pl.DataFrame, *, references: dict, source: str) -> ContractResult: ...
     def update(self, state: BanditState, events: pl.DataFrame, *, reward: str, discount: float | None) -> BanditState: ...
-    def context(self, reader: Reader, audience: "Audience") -> tuple[pl.DataFrame, dt.date]: ...   # the audience with its features, and their day
+    def context(self, reader: Reader, audience: "Audience") -> tuple[pl.DataFrame, dt.date, bool]: ...   # the audience with its features, their day, whether segment_apply stored them
 
 # engines by name, as "module:class": imported only when chosen, so polars runs never import pyspark
 ENGINES = {"polars": "campaign_lab.waves:PolarsEngine", "spark": "campaign_lab.spark:SparkEngine"}
@@ -403,12 +403,12 @@ class PolarsEngine:
         return reader.check(table, df, pending=references, source=source)
     def update(self, state, events, *, reward, discount) -> BanditState:
         return update(state, events, reward=reward, discount=discount)
-    def context(self, reader, audience) -> tuple[pl.DataFrame, dt.date]:
+    def context(self, reader, audience) -> tuple[pl.DataFrame, dt.date, bool]:
         transactions = reader.read("transactions", validate=False, lazy=True)   # as in `segment`
         day = feature_date(transactions.select(pl.col("ordered_at").max()).collect().item(), "")
-        feats = stored_features(reader, day)
+        feats = stored = stored_features(reader, day)
         if feats is None: feats = features(transactions, reader.read("customers"), as_of=day)
-        return audience.customers.join(feats, on="customer_id", how="left"), day
+        return audience.customers.join(feats, on="customer_id", how="left"), day, stored is not None
     def __repr__(self): return "PolarsEngine()"
 
 # %% ../../nbs/35_waves.ipynb #538f374f
@@ -436,6 +436,7 @@ class ContextWave(NamedTuple):
     probs: np.ndarray          # (cells, variants): the allocation
     features_as_of: dt.date    # the day the customers' features describe
     cell: np.ndarray           # each audience customer's cell, in the order of the wave's rows
+    features_stored: bool = False   # read from what segment_apply stored (`customer_features`), else computed from the order log
 
 # %% ../../nbs/35_waves.ipynb #00515404
 def context_space(reader: Reader, campaign_id: str) -> tuple[ContextSpace, ContextualThompson] | None:
@@ -506,7 +507,7 @@ def context_inputs(
 # %% ../../nbs/35_waves.ipynb #ef5aabc6
 def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave, policy, holdout, seed, window_days, first, status, stopped) -> Wave:
     "The contextual half of `assign_wave`: features, the frozen space, pending weights, the allocation over eligible pairs, keyed draws."
-    feats, day = engine.context(reader, audience)
+    feats, day, stored = engine.context(reader, audience)
     feats = feats.sort("customer_id")   # the rows' order: the cells below line up with them
     known = context_space(reader, campaign_id)
     if known is None:
@@ -543,7 +544,7 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
     if first: tables["bandit_state"] = state.table
     return Wave(rows, state, audience, tables, unanswered(reader, campaign_id=campaign_id, wave=wave),
                 append=Wave._field_defaults["append"] | {"context_cells", "context_space"}, guardrails=status, stopped=stopped,
-                context=ContextWave(space, stats, version, weights, probs, day, cell))
+                context=ContextWave(space, stats, version, weights, probs, day, cell, stored))
 
 # %% ../../nbs/35_waves.ipynb #321ab429
 ALLOCATION_FILE = "allocation.json"   # the allocation record in a wave's run folder
