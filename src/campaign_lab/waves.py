@@ -1080,10 +1080,10 @@ class Segmentation(NamedTuple):
     segments: pl.DataFrame        # the segments table
     profiles: pl.DataFrame        # the segment_profiles table
     moved: float | None           # share of customers whose segment changed since the last application of the same segmenter
-    features: pl.DataFrame | None = None   # the customer_features table (None: the reader's tables have no versions to stamp them with)
+    features: pl.DataFrame        # the customer_features table: the features labelled from, stamped with the versions they came from
     @property
     def tables(self) -> dict[str, pl.DataFrame]:
-        return {"segments": self.segments, "segment_profiles": self.profiles} | ({} if self.features is None else {"customer_features": self.features})
+        return {"segments": self.segments, "segment_profiles": self.profiles, "customer_features": self.features}
     def metrics(self, *, source: str, run: str, engine: Engine) -> SegmentApplyMetrics:
         "The headline metrics, given where the segmenter came from."
         shares = {str(s): round(float(x), 5) for s, x in zip(self.profiles["segment"], self.profiles["share"])}
@@ -1100,7 +1100,7 @@ def apply_segmenter(
     "Label every customer with `seg` on the engine, with the profiles and the share moved since the last application."
     made_from = [reader.version("customers"), reader.version("transactions")]   # before the engine reads them: a later ingest makes the features stale, never wrongly fresh
     labels, prof, day, feats = engine.segment(reader, seg, as_of=as_of)
-    stored = None if None in made_from else feats.select(
+    stored = feats.select(
         "customer_id", pl.lit(day).alias("as_of"), *(pl.col(f).cast(pl.Float64) for f in FEATURES),
         customers_version=pl.lit(made_from[0], pl.Int64), transactions_version=pl.lit(made_from[1], pl.Int64))
     at = at or now().replace(tzinfo=None, microsecond=0)
