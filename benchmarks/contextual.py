@@ -9,7 +9,8 @@ and what it costs at 12 million customers, each beside its baseline measured in 
 
 1. Revenue per send captured, by wave: the share of the gain of each customer's own best variant over uniform allocation,
    spring catalogue (352 variants), three waves, a 10% holdout, the audience emailed every wave: uniform, today's
-   per-segment Thompson (Gaussian, on revenue) and the contextual policy (on revenue, and on margin), mean and spread over
+   per-segment Thompson (Gaussian, on revenue) and the contextual policy (on revenue; the same fitted to the sums as sent,
+   balance 0, its default before session 15; and on margin), mean and spread over
    seeds; then the third wave on conversions, revenue and margin, each against its own per-customer best; then the
    ceilings: what a policy that knew every expected reward exactly would capture on the policy's own context cells (each
    cell's best variant) and with its linear model (fitted to the truth), and on finer cells of the same features; and how
@@ -127,17 +128,19 @@ for s in SEEDS:
     r = capture_by_wave(truth, f, variants, {"uniform": bandit.Uniform(reward="revenue"), "per-segment thompson": bandit.ThompsonGaussian(),
                                             "contextual thompson": contextual.ContextualThompson(),
                                             "contextual (margin reward)": contextual.ContextualThompson(reward="margin")}, waves=3, seed=s)
-    runs.append(r.with_columns(seed=pl.lit(s)))
+    as_sent = capture_by_wave(truth, f, variants, {"contextual thompson": contextual.ContextualThompson(balance=0)}, waves=3, seed=s)
+    runs += [r.with_columns(seed=pl.lit(s)),   # the same campaign key as the default's: the same holdout, outcome and posterior draws
+             as_sent.with_columns(policy=pl.lit("contextual, fitted as sent (balance 0)"), seed=pl.lit(s))]
     limits.append(ceilings(truth, f, contextual.ContextualThompson()))
     print(f"   seed {s}: {time.perf_counter() - t0:.0f} s")
 table = (pl.concat(runs).group_by("policy", "wave").agg(mean=pl.col("captured").mean(), sd=pl.col("captured").std().fill_null(0.0))
          .sort("policy", "wave"))
 for (policy,), g in table.group_by("policy", maintain_order=True):
-    print(f"   {policy:<27}" + "".join(f"  wave {w}: {m:6.1%} ± {sd:4.1%}" for w, m, sd in g.select("wave", "mean", "sd").iter_rows()))
+    print(f"   {policy:<40}" + "".join(f"  wave {w}: {m:6.1%} ± {sd:4.1%}" for w, m, sd in g.select("wave", "mean", "sd").iter_rows()))
 third = pl.concat(runs).filter(wave=2).group_by("policy").agg(pl.col("captured_conversion", "captured", "captured_margin").mean()).sort("policy")
 print("   third wave, each metric against its own per-customer best (mean over seeds):  conversions   revenue   margin")
 for p, c, r_, m in third.iter_rows():
-    print(f"   {p:<27}{'':42}{c:10.1%}{r_:10.1%}{m:9.1%}")
+    print(f"   {p:<40}{'':29}{c:10.1%}{r_:10.1%}{m:9.1%}")
 print("   ceilings on revenue, for a policy that knew every expected reward (mean over seeds):")
 for k in limits[0]:
     print(f"   {k:<78}{np.mean([l[k] for l in limits]):7.1%}")

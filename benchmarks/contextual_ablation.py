@@ -1,4 +1,4 @@
-"""What each change to the contextual policy's defaults bought, on the same simulated worlds (session 11).
+"""What each change to the contextual policy's defaults bought, on the same simulated worlds (sessions 11 and 15).
 
     .venv/bin/python benchmarks/contextual_ablation.py [N_CUSTOMERS] [SEEDS]    # default 200000 customers, 5 worlds
 
@@ -10,7 +10,11 @@ random numbers: the differences are less noisy than the spread). The configurati
 - session 10's defaults: a fixed ridge prior (precision 1), exploration 0.5, epsilon 2%, the offer share in 2 bins;
 - the evidence prior (each block's prior fitted to the data, with its hyperprior), exploration 0.35, epsilon 1%, offer share in 2 bins;
 - the same with the evidence alone (no hyperprior, prior_weight 0): what the hyperprior is for;
-- today's defaults: the evidence prior and the offer share in 3 bins.
+- session 11's defaults: the evidence prior and the offer share in 3 bins, the model fitted to the sums as sent (balance 0);
+- the same fitted to balanced sums: no (cell, variant) counts for more than 3 even shares of its cell (balance 3, no floor);
+- today's defaults: balanced, but a pair's first 100 sends always count in full (balance_floor 100).
+
+The first four are fitted as sent (balance 0). `--waves 8` runs eight waves instead of three.
 """
 from __future__ import annotations
 
@@ -27,18 +31,22 @@ from campaign_lab.simulate import capture_by_wave
 from campaign_lab.synth import generate_chain
 from campaign_lab.variants import build_catalogue, load_spec
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-SEEDS = list(range(5, 5 + (int(sys.argv[2]) if len(sys.argv) > 2 else 5)))
+WAVES = int(sys.argv[sys.argv.index("--waves") + 1]) if "--waves" in sys.argv else 3
+argv = [a for i, a in enumerate(sys.argv) if a != "--waves" and (i == 0 or sys.argv[i - 1] != "--waves")]
+N = int(argv[1]) if len(argv) > 1 else 200_000
+SEEDS = list(range(5, 5 + (int(argv[2]) if len(argv) > 2 else 5)))
 TWO = (("avg_ticket", 4), ("offer_share", 2), ("recency_days", 2))
 CONFIGS = {
-    "session 10 (fixed prior, offer share 2 bins)": ContextualThompson(prior="fixed", exploration=0.5, epsilon=0.02, context=TWO),
-    "evidence prior, offer share 2 bins": ContextualThompson(context=TWO),
-    "evidence alone, no hyperprior": ContextualThompson(context=TWO, prior_weight=0.0),
-    "defaults (evidence, offer share 3 bins)": ContextualThompson(),
+    "session 10 (fixed prior, offer share 2 bins)": ContextualThompson(prior="fixed", exploration=0.5, epsilon=0.02, context=TWO, balance=0),
+    "evidence prior, offer share 2 bins": ContextualThompson(context=TWO, balance=0),
+    "evidence alone, no hyperprior": ContextualThompson(context=TWO, prior_weight=0.0, balance=0),
+    "session 11 (evidence, offer share 3 bins)": ContextualThompson(balance=0),
+    "balanced sums, no floor": ContextualThompson(balance_floor=0),
+    "defaults (balanced, floor 100 sends)": ContextualThompson(),
 }
 variants = build_catalogue(load_spec(find_root() / "campaigns" / "spring.yaml")).variants
 
-print(f"third-wave revenue per send captured (share of the per-customer best over uniform), {N:,} customers, seeds {SEEDS}")
+print(f"revenue per send captured by wave, {WAVES} waves (share of the per-customer best over uniform), {N:,} customers, seeds {SEEDS}")
 runs = []
 for s in SEEDS:
     t0 = time.perf_counter()
@@ -48,7 +56,7 @@ for s in SEEDS:
     f = f.with_columns(segment=pl.Series(assign_segments(fit_segmenter(f, seed=s, as_of=as_of), f)).cast(pl.Int16))
     truth = chain.truth.join(f.select("customer_id", "segment"), on="customer_id")
     for name, pol in CONFIGS.items():   # one key for all: every configuration sees the same outcome and holdout draws
-        runs.append(capture_by_wave(truth, f, variants, {"contextual": pol}, waves=3, seed=s).with_columns(policy=pl.lit(name), seed=pl.lit(s)))
+        runs.append(capture_by_wave(truth, f, variants, {"contextual": pol}, waves=WAVES, seed=s).with_columns(policy=pl.lit(name), seed=pl.lit(s)))
     print(f"   seed {s}: {time.perf_counter() - t0:.0f} s", flush=True)
 table = (pl.concat(runs).group_by("policy", "wave").agg(mean=pl.col("captured").mean(), sd=pl.col("captured").std().fill_null(0.0)))
 for name in CONFIGS:

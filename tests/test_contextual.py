@@ -2,6 +2,7 @@
 value, idempotent and associative updates, exact propensities, draws that do not depend on row order."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -28,7 +29,8 @@ def world():
 
 @pytest.mark.parametrize("field,value", [("reward", "profit"), ("epsilon", -0.1), ("draws", 0), ("prior_precision", 0.0),
                                          ("reward_cap", 0.0), ("exploration", 0.0), ("context", (("avg_ticket", "four"),)),
-                                         ("factors", ("colour",)), ("prior", "flat"), ("prior_scale", 0.0), ("prior_weight", -1.0)])
+                                         ("factors", ("colour",)), ("prior", "flat"), ("prior_scale", 0.0), ("prior_weight", -1.0),
+                                         ("balance", 0.5), ("balance_floor", -1.0)])
 def test_bad_configs_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"field '{field}'"):
         cx.ContextualThompson(**{field: value})
@@ -306,3 +308,31 @@ def test_a_wave_reads_the_features_segment_apply_stored_until_an_ingest(project)
     assert day == s.day and not stored and feats.select(want.columns).sort("customer_id").equals(want.sort("customer_id"))
     served = context_features(lake, Customers(ids, np.zeros(len(ids), np.int16), np.ones(len(ids), bool), seg.version))
     assert served.drop("segment").sort("customer_id").equals(want.sort("customer_id"))
+
+
+def test_the_fit_balances_over_sent_pairs_against_a_direct_computation(world):
+    """Adaptive waves send most of a cell to its leaders: the posterior is the weighted least squares in which each send of a
+    (cell, variant) weighs min(1, max(balance x the cell's sends / the variants it sent, balance_floor) / the pair's sends), computed
+    here directly;
+    the state keeps every send as it came."""
+    feats, variants, pol, space = world
+    rng = np.random.default_rng(21)
+    k = 6000
+    cell = rng.integers(0, 4, k)
+    v = np.where(rng.random(k) < np.where(cell == 0, 0.8, 0.0), 0, rng.integers(0, 8, k))   # cell 0 sends 80% to variant 0
+    reward = np.where(rng.random(k) < 0.1, rng.lognormal(3, 0.5, k), 0.0)
+    sends = pl.DataFrame({"send_id": np.arange(k).astype(str), "cell": cell, "variant_id": np.array(space.variants)[v], "reward": reward})
+    st = cx.update_stats(cx.empty_stats(space), space, sends, pol)
+    n = np.zeros(st.n.shape); np.add.at(n, (cell, v), 1.0)
+    assert np.array_equal(st.n, n)                                   # the state: every send as sent
+    cap = np.maximum(pol.balance * n.sum(1) / np.maximum((n > 0).sum(1), 1), pol.balance_floor)
+    weight = np.minimum(1.0, cap[cell] / n[cell, v])
+    assert weight.min() < 0.5 and (weight[cell != 0] == 1).all()    # only cell 0's leader is over-sent
+    r = np.minimum(reward, pol.reward_cap)
+    X = np.einsum("na,nb->nab", cx.cell_design(space)[cell], cx.variant_design(space)[v]).reshape(k, -1)
+    post = cx.posterior(space, st, pol)
+    assert post.n == pytest.approx(weight.sum())
+    wls = np.linalg.solve(X.T @ (weight[:, None] * X) + np.diag(post.prior), X.T @ (weight * r))
+    assert np.allclose(post.mean, wls, atol=1e-8)
+    as_sent = cx.posterior(space, st, dataclasses.replace(pol, balance=0))
+    assert as_sent.n == k and not np.allclose(as_sent.mean, post.mean, atol=1e-6)

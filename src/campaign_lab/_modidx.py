@@ -142,6 +142,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.assign_cells': ( 'contextual.html#assign_cells',
                                                                                    'campaign_lab/contextual.py'),
+                                         'campaign_lab.contextual.balanced': ('contextual.html#balanced', 'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.cell_design': ( 'contextual.html#cell_design',
                                                                                   'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.cells': ('contextual.html#cells', 'campaign_lab/contextual.py'),

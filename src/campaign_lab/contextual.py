@@ -21,8 +21,8 @@ from .variants import Costs, offer_margin
 
 # %% auto #0
 __all__ = ['PRIORS', 'REWARDS', 'FACTORS', 'ContextualThompson', 'variant_levels', 'ContextSpace', 'fit_space', 'cells',
-           'cell_design', 'variant_design', 'ContextStats', 'empty_stats', 'update_stats', 'prior_blocks', 'Posterior',
-           'posterior', 'allocation', 'assign_cells', 'wave_stats', 'arrived_share', 'stats_from_rows']
+           'cell_design', 'variant_design', 'ContextStats', 'empty_stats', 'update_stats', 'balanced', 'prior_blocks',
+           'Posterior', 'posterior', 'allocation', 'assign_cells', 'wave_stats', 'arrived_share', 'stats_from_rows']
 
 # %% ../../nbs/32_contextual.ipynb #6f8857ec
 PRIORS = ("evidence", "fixed")                 # evidence: each block's prior fitted to the data; fixed: prior_precision for every coefficient
@@ -46,6 +46,8 @@ class ContextualThompson:
     epsilon: float = 0.01          # share spread evenly over a cell's variants: every propensity >= epsilon / variants
     reward_cap: float = 100.0      # a send's reward counts at most this much, a margin at least minus this (a catering order must not hijack the posterior)
     exploration: float = 0.35      # posterior sd multiplier in the draws: 1 is plain Thompson sampling; below 1 explores less
+    balance: float = 3.0           # in the fit, a (cell, variant)'s sends count at most this many times its cell's even share (`balanced`); 0: as sent
+    balance_floor: float = 100.0   # ... and at least this many of them count in full: a small campaign's leaders carry most of what it knows
     name: str = "contextual_thompson"
     def __post_init__(self):
         _check(self.reward in REWARDS, self.name, "reward", f"must be {', '.join(REWARDS)}, got {self.reward!r}")
@@ -60,6 +62,8 @@ class ContextualThompson:
         _check(0 <= self.epsilon < 1, self.name, "epsilon", "must be in [0, 1)")
         _check(self.reward_cap > 0, self.name, "reward_cap", "must be positive")
         _check(self.exploration > 0, self.name, "exploration", "must be positive")
+        _check(self.balance == 0 or self.balance >= 1, self.name, "balance", "must be 0 (the sums as sent) or at least 1 (even shares)")
+        _check(self.balance_floor >= 0, self.name, "balance_floor", "must be at least 0")
 
 # %% ../../nbs/32_contextual.ipynb #dc1f349a
 def variant_levels(variants: pl.DataFrame) -> pl.DataFrame:
@@ -178,6 +182,19 @@ def update_stats(
     add = lambda w: np.bincount(at, weights=w, minlength=size).reshape(shape)   # one pass per sum (np.add.at is slower)
     return ContextStats(stats.n + add(None), stats.s + add(r), stats.ss + add(r * r), pl.concat([stats.seen, new["send_id"]]))
 
+# %% ../../nbs/32_contextual.ipynb #5702172c
+def balanced(
+    stats: ContextStats,
+    balance: float,             # at most this many even shares per (cell, variant); 0: the sums as sent
+    floor: float = 0.0,         # but never fewer than this many sends
+) -> ContextStats:
+    "The statistics the posterior is fitted to: a (cell, variant)'s sends count at most `balance` times its cell's even share (the cell's sends over the variants it has sent), or `floor` if more, its sums scaled alike."
+    if balance == 0: return stats
+    sent = stats.n > 0
+    cap = np.maximum(balance * stats.n.sum(1, keepdims=True) / np.maximum(sent.sum(1, keepdims=True), 1), floor)
+    w = np.where(sent, np.minimum(1.0, cap / np.where(sent, stats.n, 1.0)), 0.0)
+    return ContextStats(stats.n * w, stats.s * w, stats.ss * w, stats.seen)
+
 # %% ../../nbs/32_contextual.ipynb #2b75cc19
 def prior_blocks(space: ContextSpace) -> np.ndarray:
     "Each coefficient's prior block: 0 the intercept, 1 a context main effect, 2 a factor level's main effect, 3 a context x factor interaction."
@@ -191,7 +208,7 @@ class Posterior(NamedTuple):
     mean: np.ndarray        # (d,)
     chol: np.ndarray        # lower Cholesky factor of the precision matrix
     noise: float            # the noise variance's estimate
-    n: float                # sends it rests on
+    n: float                # sends it rests on, as `balanced` counts them
     prior: np.ndarray       # (d,) each coefficient's prior precision, in units of the noise variance (Lambda)
 
 def _solve(A0, b, prior):
@@ -200,7 +217,8 @@ def _solve(A0, b, prior):
     return L, linalg.cho_solve((L, True), b)
 
 def posterior(space: ContextSpace, stats: ContextStats, policy: ContextualThompson, *, iterations: int = 100) -> Posterior:
-    "The posterior of the reward model from the (cell, variant) statistics: each block's prior by the evidence (or fixed), noise variance estimated with a weak prior."
+    "The posterior of the reward model from the (cell, variant) statistics, `balanced`: each block's prior by the evidence (or fixed), noise variance estimated with a weak prior."
+    stats = balanced(stats, policy.balance, policy.balance_floor)
     Z, F = cell_design(space), variant_design(space)
     dz, dv = Z.shape[1], F.shape[1]
     G = np.einsum("cv,vi,vj->cij", stats.n, F, F, optimize=True)                  # per cell: F' diag(n_c) F

@@ -145,9 +145,9 @@ def _campaign(segments: pl.DataFrame, rng: np.random.Generator) -> dict[str, pl.
             "bandit_seen": events.select("campaign_id", "event_id"), "bandit_state": state}
 
 # %% ../../nbs/03_samples.ipynb #3e7dcee8
-_CONTEXT_POLICY = {"context": [], "draws": 64, "epsilon": 0.01, "exploration": 0.35, "factors": ["tonality"], "name": "contextual_thompson",
-                   "prior": "evidence", "prior_precision": 1.0, "prior_scale": 0.1, "prior_weight": 20.0, "reward": "conversion",
-                   "reward_cap": 100.0}
+_CONTEXT_POLICY = {"balance": 3.0, "balance_floor": 100.0, "context": [], "draws": 64, "epsilon": 0.01, "exploration": 0.35,
+                   "factors": ["tonality"], "name": "contextual_thompson", "prior": "evidence", "prior_precision": 1.0, "prior_scale": 0.1,
+                   "prior_weight": 20.0, "reward": "conversion", "reward_cap": 100.0}
 
 def _context(assignments: pl.DataFrame, events: pl.DataFrame, variants: pl.DataFrame) -> dict[str, pl.DataFrame]:
     "context_space, context_cells and context_state of the sample wave: one cell per segment, the tonality as the factor."
