@@ -1,6 +1,7 @@
 """What each change to the contextual policy's defaults bought, on the same simulated worlds (sessions 11 and 15).
 
-    .venv/bin/python benchmarks/contextual_ablation.py [N_CUSTOMERS] [SEEDS]    # default 200000 customers, 5 worlds
+    .venv/bin/python benchmarks/contextual_ablation.py [N_CUSTOMERS] [SEEDS] [--waves W] [--keys K] [--expected]
+                                                     # default 200000 customers, 5 worlds, 3 waves, 1 campaign key
 
 Each world: a synthetic chain segmented as the pipelines do, the spring catalogue (352 variants), three waves to everyone,
 a 10% holdout; `simulate.capture_by_wave` scores each wave's allocation against every customer's own best variant. Every
@@ -14,7 +15,10 @@ random numbers: the differences are less noisy than the spread). The configurati
 - the same fitted to balanced sums: no (cell, variant) counts for more than 3 even shares of its cell (balance 3, no floor);
 - today's defaults: balanced, but a pair's first 100 sends always count in full (balance_floor 100).
 
-The first four are fitted as sent (balance 0). `--waves 8` runs eight waves instead of three.
+The first four are fitted as sent (balance 0). `--waves 8` runs eight waves instead of three. `--keys 3` runs every
+configuration under three campaign keys (each key draws its own holdout, outcomes and posterior noise) and reports, per
+world, the mean over the keys. `--expected` credits every send with its expected reward instead of a drawn outcome: no
+noise, so what separates a configuration from the per-customer best is its model's bias (and exploration).
 """
 from __future__ import annotations
 
@@ -31,8 +35,10 @@ from campaign_lab.simulate import capture_by_wave
 from campaign_lab.synth import generate_chain
 from campaign_lab.variants import build_catalogue, load_spec
 
-WAVES = int(sys.argv[sys.argv.index("--waves") + 1]) if "--waves" in sys.argv else 3
-argv = [a for i, a in enumerate(sys.argv) if a != "--waves" and (i == 0 or sys.argv[i - 1] != "--waves")]
+def option(name, default):
+    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+WAVES, KEYS, EXPECTED = option("--waves", 3), option("--keys", 1), "--expected" in sys.argv
+argv = [a for i, a in enumerate(sys.argv) if not a.startswith("--") and (i == 0 or sys.argv[i - 1] not in ("--waves", "--keys"))]
 N = int(argv[1]) if len(argv) > 1 else 200_000
 SEEDS = list(range(5, 5 + (int(argv[2]) if len(argv) > 2 else 5)))
 TWO = (("avg_ticket", 4), ("offer_share", 2), ("recency_days", 2))
@@ -46,7 +52,8 @@ CONFIGS = {
 }
 variants = build_catalogue(load_spec(find_root() / "campaigns" / "spring.yaml")).variants
 
-print(f"revenue per send captured by wave, {WAVES} waves (share of the per-customer best over uniform), {N:,} customers, seeds {SEEDS}")
+print(f"revenue per send captured by wave, {WAVES} waves (share of the per-customer best over uniform), {N:,} customers, seeds {SEEDS}, "
+      f"{KEYS} campaign key(s){', expected rewards (no outcome noise)' if EXPECTED else ''}")
 runs = []
 for s in SEEDS:
     t0 = time.perf_counter()
@@ -55,8 +62,10 @@ for s in SEEDS:
     f = features(chain.transactions, chain.customers, as_of=as_of)
     f = f.with_columns(segment=pl.Series(assign_segments(fit_segmenter(f, seed=s, as_of=as_of), f)).cast(pl.Int16))
     truth = chain.truth.join(f.select("customer_id", "segment"), on="customer_id")
-    for name, pol in CONFIGS.items():   # one key for all: every configuration sees the same outcome and holdout draws
-        runs.append(capture_by_wave(truth, f, variants, {"contextual": pol}, waves=WAVES, seed=s).with_columns(policy=pl.lit(name), seed=pl.lit(s)))
+    for name, pol in CONFIGS.items():   # the same keys for all: every configuration sees the same outcome and holdout draws
+        keyed = pl.concat([capture_by_wave(truth, f, variants, {key: pol}, waves=WAVES, seed=s, expected=EXPECTED)
+                           for key in ["contextual"] + [f"contextual {k}" for k in range(1, KEYS)]])
+        runs.append(keyed.group_by("wave").agg(pl.col("captured").mean()).with_columns(policy=pl.lit(name), seed=pl.lit(s)))
     print(f"   seed {s}: {time.perf_counter() - t0:.0f} s", flush=True)
 table = (pl.concat(runs).group_by("policy", "wave").agg(mean=pl.col("captured").mean(), sd=pl.col("captured").std().fill_null(0.0)))
 for name in CONFIGS:

@@ -199,6 +199,7 @@ def capture_by_wave(
     seed: int = 0,
     holdout: float = 0.1,
     eval_customers: int = 3000,   # customers on whom every variant's expected revenue is computed, to score each wave's allocation
+    expected: bool = False,    # credit each send with its expected reward, not a drawn outcome (contextual policies): no noise, only the model's bias
 ) -> pl.DataFrame:             # policy, wave, value (expected revenue per send), captured (share of the best achievable gain over uniform), captured_conversion, captured_margin
     """Run each policy wave after wave against the synthetic chain's per-customer truth: the audience is emailed every wave,
     outcomes are drawn from the response model; each wave's allocation is scored by the expected revenue per send it buys,
@@ -208,6 +209,13 @@ def capture_by_wave(
     if not truth["customer_id"].equals(features["customer_id"]): raise ValueError("capture_by_wave: truth and features must hold the same customers")
     ids, vid = features["customer_id"].to_numpy(), variants["variant_id"].to_numpy()
     value, row, outcome, reward, ev = _scorer(truth, variants, ids, seed=seed, eval_customers=eval_customers)
+    if expected and (odd := [n for n, p in policies.items() if not isinstance(p, contextual.ContextualThompson)]):
+        raise ValueError(f"capture_by_wave: expected rewards are for contextual policies; {', '.join(odd)} learn from events")
+    def earned(kind, w, t, v):   # what a contextual policy learns from a wave's sends
+        if not expected: return reward(kind, outcome(w, t, v), v)
+        rev, pc, paid = value(truth[t], variants[v])
+        if kind == "revenue": return rev
+        return pc if kind == "conversion" else pc * reward("margin", paid, v)
     segs = features["segment"].to_numpy()
     out = []
     for name, pol in policies.items():
@@ -221,7 +229,7 @@ def capture_by_wave(
                 h, v, _ = contextual.assign_cells(p, cell, ids, holdout=holdout, seed=seed, campaign_id=name, wave=w)
                 t = np.flatnonzero(~h)
                 st = contextual.update_stats(st, space, pl.DataFrame({"send_id": [f"{w}-{i}" for i in ids[t]], "cell": cell[t], "variant_id": vid[v[t]],
-                                                           "reward": reward(pol.reward, outcome(w, t, v[t]), v[t])}), pol)
+                                                           "reward": earned(pol.reward, w, t, v[t])}), pol)
             continue
         if hasattr(pol, "learn"):   # another library's policy (a benchmark's adapter): probabilities, choose, learn
             for w in range(waves):
