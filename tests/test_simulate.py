@@ -1,9 +1,11 @@
 "Simulation: regret ordering and off-policy estimators against the simulated truth."
 import numpy as np
 import polars as pl
+import pytest
 
 from campaign_lab.bandit import ThompsonBeta, Uniform
-from campaign_lab.simulate import compare_policies, off_policy_value, policy_value, simulate
+from campaign_lab.contextual import ContextualThompson
+from campaign_lab.simulate import capture_by_wave, compare_policies, off_policy_value, policy_value, simulate
 
 
 def world(n_seg=3, n_var=6, seed=0):
@@ -38,3 +40,10 @@ def test_off_policy_estimates_recover_the_true_value():
     # logging the target itself: weights are 1 and every estimator is the plain mean
     same = off_policy_value(log, rates.select("segment", "variant_id").with_columns(pi=pl.lit(1 / 6)))
     assert abs(same["ips"] - log["converted"].mean()) < 1e-12 and same["ess"] == log.height
+
+
+def test_expected_rewards_are_refused_for_a_policy_that_learns_from_events():
+    empty = pl.DataFrame({"customer_id": [1], "segment": [0]})
+    with pytest.raises(ValueError, match="expected rewards are for contextual policies; per-segment"):
+        capture_by_wave(empty, empty, pl.DataFrame({"variant_id": ["v1"]}), {"ctx": ContextualThompson(), "per-segment": ThompsonBeta()},
+                        expected=True)

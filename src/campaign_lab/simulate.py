@@ -205,12 +205,12 @@ def capture_by_wave(
     outcomes are drawn from the response model; each wave's allocation is scored by the expected revenue per send it buys,
     as the share of the gain of the per-customer best variant over uniform that it captures (and the same on conversions and
     margin, each against its own per-customer best). A contextual policy learns from its own reward; the others from revenue."""
+    if expected and (odd := [n for n, p in policies.items() if not isinstance(p, contextual.ContextualThompson)]):
+        raise ValueError(f"capture_by_wave: expected rewards are for contextual policies; {', '.join(odd)} learn from events")
     truth, features, variants = truth.sort("customer_id"), features.sort("customer_id"), variants.sort("variant_id")
     if not truth["customer_id"].equals(features["customer_id"]): raise ValueError("capture_by_wave: truth and features must hold the same customers")
     ids, vid = features["customer_id"].to_numpy(), variants["variant_id"].to_numpy()
     value, row, outcome, reward, ev = _scorer(truth, variants, ids, seed=seed, eval_customers=eval_customers)
-    if expected and (odd := [n for n, p in policies.items() if not isinstance(p, contextual.ContextualThompson)]):
-        raise ValueError(f"capture_by_wave: expected rewards are for contextual policies; {', '.join(odd)} learn from events")
     def earned(kind, w, t, v):   # what a contextual policy learns from a wave's sends
         if not expected: return reward(kind, outcome(w, t, v), v)
         rev, pc, paid = value(truth[t], variants[v])
