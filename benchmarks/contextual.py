@@ -6,6 +6,8 @@ and what it costs at 12 million customers, each beside its baseline measured in 
                                                                                       # `audience:` segments: about 16,000 of 200,000)
     .venv/bin/python benchmarks/contextual.py 200000 3 campaigns/win_back.yaml 13000    # or a random 13,000 of the chain each wave
     .venv/bin/python benchmarks/contextual.py 2000000 1 --capture-only                  # part 1 alone
+    .venv/bin/python benchmarks/contextual.py 200000 3 campaigns/win_back.yaml 13000 --capture-only --learn-from campaigns/spring.yaml
+        # ... and beside it the same campaign starting from what spring learned in three waves to the whole chain (`learn_from`)
 
 1. Revenue per send captured, by wave: the share of the gain of each customer's own best variant over uniform allocation,
    spring catalogue (352 variants), three waves, a 10% holdout, the audience emailed every wave: uniform, today's
@@ -29,6 +31,7 @@ import datetime as dt
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -44,7 +47,8 @@ from campaign_lab.synth import generate_chain, response_probabilities
 from campaign_lab.variants import build_catalogue, eligible_arms, load_spec
 
 CAPTURE_ONLY = "--capture-only" in sys.argv                    # part 1 only (the capture and its ceilings)
-argv = [a for a in sys.argv if a != "--capture-only"]
+LEARN_FROM = sys.argv[sys.argv.index("--learn-from") + 1] if "--learn-from" in sys.argv else None   # a spec run on the whole chain first
+argv = [a for i, a in enumerate(sys.argv) if a != "--capture-only" and "--learn-from" not in sys.argv[i - 1:i + 1]]
 N = int(argv[1]) if len(argv) > 1 else 200_000
 SEEDS = list(range(5, 5 + (int(argv[2]) if len(argv) > 2 else 3)))
 BIG = 12_000_000
@@ -54,12 +58,14 @@ catalogue = build_catalogue(load_spec(find_root() / SPEC))
 variants = catalogue.variants
 
 
+WHOLE = {}   # seed -> the whole chain's truth and features (an earlier campaign to learn from emails all of it)
 def world(n: int, seed: int):
     chain = generate_chain(n, seed=seed)
     as_of = dt.date(2026, 11, 1)
     f = features(chain.transactions, chain.customers, as_of=as_of)
     f = f.with_columns(segment=pl.Series(assign_segments(fit_segmenter(f, seed=seed, as_of=as_of), f)).cast(pl.Int16))
     truth = chain.truth.join(f.select("customer_id", "segment"), on="customer_id")
+    WHOLE[seed] = truth, f
     if AUDIENCE == "spec":   # the segments the spec's `audience:` condition selects, as a wave's audience would be
         segs = eligible_arms(catalogue, profile(f, f["segment"]))["segment"].unique()
         keep = f.filter(pl.col("segment").is_in(segs.implode()))["customer_id"]
@@ -131,6 +137,15 @@ for s in SEEDS:
     as_sent = capture_by_wave(truth, f, variants, {"contextual thompson": contextual.ContextualThompson(balance=0)}, waves=3, seed=s)
     runs += [r.with_columns(seed=pl.lit(s)),   # the same campaign key as the default's: the same holdout, outcome and posterior draws
              as_sent.with_columns(policy=pl.lit("contextual, fitted as sent (balance 0)"), seed=pl.lit(s))]
+    if LEARN_FROM:   # an earlier campaign of LEARN_FROM's catalogue, three waves to the whole chain; this one starts from its posterior mean
+        states = {}
+        src = capture_by_wave(*WHOLE[s], build_catalogue(load_spec(find_root() / LEARN_FROM)).variants,
+                              {"earlier": contextual.ContextualThompson()}, waves=3, seed=s, states=states)
+        warm = capture_by_wave(truth, f, variants, {"contextual thompson": contextual.ContextualThompson()}, waves=3, seed=s,
+                               learned={"contextual thompson": states["earlier"]})
+        runs.append(warm.with_columns(policy=pl.lit(f"contextual, learning from {Path(LEARN_FROM).stem}"), seed=pl.lit(s)))
+        print(f"   seed {s}: the earlier campaign ({Path(LEARN_FROM).stem}, {WHOLE[s][0].height:,} customers) captured "
+              + ", ".join(f"{x:.1%}" for x in src.sort("wave")["captured"]) + " of its own per-customer best")
     limits.append(ceilings(truth, f, contextual.ContextualThompson()))
     print(f"   seed {s}: {time.perf_counter() - t0:.0f} s")
 table = (pl.concat(runs).group_by("policy", "wave").agg(mean=pl.col("captured").mean(), sd=pl.col("captured").std().fill_null(0.0))

@@ -30,7 +30,7 @@ def world():
 @pytest.mark.parametrize("field,value", [("reward", "profit"), ("epsilon", -0.1), ("draws", 0), ("prior_precision", 0.0),
                                          ("reward_cap", 0.0), ("exploration", 0.0), ("context", (("avg_ticket", "four"),)),
                                          ("factors", ("colour",)), ("prior", "flat"), ("prior_scale", 0.0), ("prior_weight", -1.0),
-                                         ("balance", 0.5), ("balance_floor", -1.0)])
+                                         ("balance", 0.5), ("balance_floor", -1.0), ("learn_from", 3)])
 def test_bad_configs_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"field '{field}'"):
         cx.ContextualThompson(**{field: value})
@@ -336,3 +336,53 @@ def test_the_fit_balances_over_sent_pairs_against_a_direct_computation(world):
     assert np.allclose(post.mean, wls, atol=1e-8)
     as_sent = cx.posterior(space, st, dataclasses.replace(pol, balance=0))
     assert as_sent.n == k and not np.allclose(as_sent.mean, post.mean, atol=1e-6)
+
+
+def test_a_campaign_learns_from_an_earlier_one_at_its_first_wave():
+    """learn_from: a contextual campaign's first wave starts from an earlier contextual campaign's posterior mean, frozen in its
+    space (with the earlier campaign's bin edges), and its first allocation is not even; a source that never ran contextually,
+    has no statistics yet, learned another reward, or is the campaign itself is refused naming the field."""
+    from campaign_lab.samples import sample_tables
+    from campaign_lab.waves import (EVENT_TYPES, PolarsEngine, Tables, TABLES, assign_wave, context_posterior, fold_feedback,
+                                    make_wave_policy, wave_rows)
+    t = sample_tables(1500, seed=4)
+    copy = lambda cid: t["arms"].filter(pl.col("segment") < 4).with_columns(campaign_id=pl.lit(cid))
+    lake = Tables(t | {"arms": pl.concat([t["arms"], copy("autumn"), copy("winter"), copy("spring2")])}, REPO / "data_contracts")
+    pol = make_wave_policy("contextual_thompson", reward="conversion", floor=0.0)
+    learner = dataclasses.replace(pol, learn_from="autumn")
+    with pytest.raises(ValueError, match="field 'learn_from'.*'autumn' has no contextual space"):
+        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=learner, holdout=0.1, seed=7)
+    w = assign_wave(PolarsEngine(), lake, campaign_id="autumn", wave=1, policy=pol, holdout=0.1, seed=7)
+    earlier = pl.col("assigned_at") - pl.duration(days=10)   # autumn's wave went out 10 days ago: its attribution window has closed
+    lake.publish(w.tables | {"assignments": w.tables["assignments"].with_columns(earlier)}, append=w.append)
+    with pytest.raises(ValueError, match="field 'learn_from'.*no statistics yet"):
+        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=learner, holdout=0.1, seed=7)
+    aw = wave_rows(lake, campaign_id="autumn", wave=1)
+    sent = aw.rows.filter(arm="treatment")
+    best = sent["variant_id"][0]                      # the one variant that converts
+    conv = sent.filter(variant_id=best)
+    ev = pl.concat([sent.select("campaign_id", "wave", "customer_id", "variant_id", event_type=pl.lit("send"), revenue=pl.lit(0.0)),
+                    conv.select("campaign_id", "wave", "customer_id", "variant_id", event_type=pl.lit("conversion"), revenue=pl.lit(25.0))]
+                   ).with_columns(event_id=pl.format("a1-{}-{}", "customer_id", "event_type"), event_type=pl.col("event_type").cast(pl.Enum(EVENT_TYPES)),
+                                  occurred_at=pl.lit(sent["assigned_at"][0], pl.Datetime("us"))).select(list(TABLES["events"].schema))
+    fb = fold_feedback(PolarsEngine(), lake, aw, ev, reward="conversion")
+    lake.publish(fb.tables, append=fb.append)
+    with pytest.raises(ValueError, match="field 'learn_from'.*learned reward conversion, this policy learns revenue"):
+        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=dataclasses.replace(learner, reward="revenue"), holdout=0.1, seed=7)
+    with pytest.raises(ValueError, match="field 'learn_from'.*cannot learn from itself"):
+        assign_wave(PolarsEngine(), lake, campaign_id="spring2", wave=3, policy=dataclasses.replace(pol, learn_from="spring2"), holdout=0.1, seed=7)
+    src = w.context.space                             # (each campaign its own wave: one email per customer per wave)
+    cold = assign_wave(PolarsEngine(), lake, campaign_id="spring2", wave=3, policy=pol, holdout=0.1, seed=7)
+    warm = assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=learner, holdout=0.1, seed=7)
+    space = warm.context.space
+    assert space.prior_from == "autumn@context_state v1" and space.edges == src.edges and not cold.context.space.prior
+    stats = cx.stats_from_rows(src, fb.tables["context_state"])
+    mean = context_posterior(src, stats, pol).mean           # what autumn learned, by name, is where winter starts
+    assert dict(zip(cx.coefficient_names(space), space.prior)) == pytest.approx(dict(zip(cx.coefficient_names(src), mean)))
+    assert cx.ContextSpace.from_json(warm.tables["context_space"]["space"][0]) == space
+    probs, even = warm.context.probs, cold.context.probs
+    col = list(space.variants).index(best)
+    assert np.allclose(even, even[:, :1]) and (probs[:, col] > 5 * even[:, col]).all()   # the first wave already favours autumn's winner
+    tr = warm.rows.filter(arm="treatment").with_columns(cell=pl.Series(warm.context.cell).filter(warm.rows["arm"] == "treatment"))
+    vi = tr["variant_id"].cast(pl.Enum(list(space.variants))).to_physical().to_numpy()
+    assert np.allclose(tr["propensity"].to_numpy(), 0.9 * probs[tr["cell"].to_numpy(), vi], atol=1e-12)   # logged exactly

@@ -47,3 +47,29 @@ def test_expected_rewards_are_refused_for_a_policy_that_learns_from_events():
     with pytest.raises(ValueError, match="expected rewards are for contextual policies; per-segment"):
         capture_by_wave(empty, empty, pl.DataFrame({"variant_id": ["v1"]}), {"ctx": ContextualThompson(), "per-segment": ThompsonBeta()},
                         expected=True)
+
+
+def test_a_small_campaign_learning_from_a_big_one_starts_ahead():
+    """learn_from in simulation: after three waves of the spring catalogue to 20,000 customers, a 28-variant win-back campaign
+    to 3,000 of them starts from what spring learned: its first wave already captures part of the per-customer best gain,
+    where on its own the first wave is even (0%); the same campaign key, so the same holdout and outcomes."""
+    import datetime as dt
+    from conftest import REPO
+    from campaign_lab.segments import assign_segments, features, fit_segmenter
+    from campaign_lab.synth import generate_chain
+    from campaign_lab.variants import build_catalogue, load_spec
+    chain = generate_chain(20_000, seed=5)
+    as_of = dt.date(2026, 11, 1)
+    f = features(chain.transactions, chain.customers, as_of=as_of)
+    f = f.with_columns(segment=pl.Series(assign_segments(fit_segmenter(f, seed=5, as_of=as_of), f)).cast(pl.Int16))
+    truth = chain.truth.join(f.select("customer_id", "segment"), on="customer_id")
+    spring, win_back = (build_catalogue(load_spec(REPO / "campaigns" / f"{c}.yaml")).variants for c in ("spring", "win_back"))
+    states = {}
+    capture_by_wave(truth, f, spring, {"spring": ContextualThompson()}, waves=3, seed=5, states=states)
+    space, stats, _ = states["spring"]
+    assert stats.n.sum() == pytest.approx(3 * 0.9 * 20_000, rel=0.02) and len(space.variants) == 352
+    small = f["customer_id"].sample(3000, seed=1)
+    ts, fs = truth.filter(pl.col("customer_id").is_in(small.implode())), f.filter(pl.col("customer_id").is_in(small.implode()))
+    alone = capture_by_wave(ts, fs, win_back, {"win_back": ContextualThompson()}, waves=1, seed=5)
+    warm = capture_by_wave(ts, fs, win_back, {"win_back": ContextualThompson()}, waves=1, seed=5, learned={"win_back": states["spring"]})
+    assert alone["captured"][0] == pytest.approx(0.0, abs=1e-9) and warm["captured"][0] > 0.15, warm

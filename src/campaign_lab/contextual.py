@@ -22,7 +22,8 @@ from .variants import Costs, offer_margin
 # %% auto #0
 __all__ = ['PRIORS', 'REWARDS', 'FACTORS', 'ContextualThompson', 'variant_levels', 'ContextSpace', 'fit_space', 'cells',
            'cell_design', 'variant_design', 'ContextStats', 'empty_stats', 'update_stats', 'balanced', 'prior_blocks',
-           'Posterior', 'posterior', 'allocation', 'assign_cells', 'wave_stats', 'arrived_share', 'stats_from_rows']
+           'Posterior', 'posterior', 'allocation', 'coefficient_names', 'transfer_prior', 'assign_cells', 'wave_stats',
+           'arrived_share', 'stats_from_rows']
 
 # %% ../../nbs/32_contextual.ipynb #6f8857ec
 PRIORS = ("evidence", "fixed")                 # evidence: each block's prior fitted to the data; fixed: prior_precision for every coefficient
@@ -48,6 +49,7 @@ class ContextualThompson:
     exploration: float = 0.35      # posterior sd multiplier in the draws: 1 is plain Thompson sampling; below 1 explores less
     balance: float = 3.0           # in the fit, a (cell, variant)'s sends count at most this many times its cell's even share (`balanced`); 0: as sent
     balance_floor: float = 100.0   # ... and at least this many of them count in full: a small campaign's leaders carry most of what it knows
+    learn_from: str = ""           # an earlier contextual campaign whose posterior mean is this campaign's prior (`transfer_prior`); "": none
     name: str = "contextual_thompson"
     def __post_init__(self):
         _check(self.reward in REWARDS, self.name, "reward", f"must be {', '.join(REWARDS)}, got {self.reward!r}")
@@ -64,6 +66,7 @@ class ContextualThompson:
         _check(self.exploration > 0, self.name, "exploration", "must be positive")
         _check(self.balance == 0 or self.balance >= 1, self.name, "balance", "must be 0 (the sums as sent) or at least 1 (even shares)")
         _check(self.balance_floor >= 0, self.name, "balance_floor", "must be at least 0")
+        _check(isinstance(self.learn_from, str), self.name, "learn_from", f"must be a campaign id or empty, got {self.learn_from!r}")
 
 # %% ../../nbs/32_contextual.ipynb #dc1f349a
 def variant_levels(variants: pl.DataFrame) -> pl.DataFrame:
@@ -79,17 +82,22 @@ class ContextSpace:
     variants: tuple          # variant ids, in order
     levels: tuple            # per factor: (name, its levels in order)
     codes: tuple             # per factor: each variant's level index
+    prior: tuple = ()        # each coefficient's prior mean, learned by an earlier campaign (`transfer_prior`); (): all 0
+    prior_from: str = ""     # where the prior mean came from: campaign and statistics version
 
     @property
     def n_cells(self) -> int: return len(self.segments) * int(np.prod([len(e) + 1 for _, e in self.edges]))
 
-    def to_json(self) -> str: return json.dumps(dataclasses.asdict(self))
+    def to_json(self) -> str:   # a space without a prior is written as before the prior existed: its id does not change
+        d = dataclasses.asdict(self)
+        return json.dumps(d if self.prior else {k: v for k, v in d.items() if k not in ("prior", "prior_from")})
 
     @classmethod
     def from_json(cls, text: str) -> "ContextSpace":
         d = json.loads(text)
         return cls(tuple(d["segments"]), tuple((n, tuple(e)) for n, e in d["edges"]), tuple(d["variants"]),
-                   tuple((n, tuple(l)) for n, l in d["levels"]), tuple(tuple(c) for c in d["codes"]))
+                   tuple((n, tuple(l)) for n, l in d["levels"]), tuple(tuple(c) for c in d["codes"]),
+                   tuple(float(x) for x in d.get("prior", ())), d.get("prior_from", ""))
 
 # %% ../../nbs/32_contextual.ipynb #836d393b
 def fit_space(
@@ -211,16 +219,19 @@ class Posterior(NamedTuple):
     n: float                # sends it rests on, as `balanced` counts them
     prior: np.ndarray       # (d,) each coefficient's prior precision, in units of the noise variance (Lambda)
 
-def _solve(A0, b, prior):
+def _solve(A0, b, prior, m0):
     A = A0.copy(); A[np.diag_indices_from(A)] += prior
     L = linalg.cholesky(A, lower=True)
-    return L, linalg.cho_solve((L, True), b)
+    return L, linalg.cho_solve((L, True), b + prior * m0)
 
 def posterior(space: ContextSpace, stats: ContextStats, policy: ContextualThompson, *, iterations: int = 100) -> Posterior:
-    "The posterior of the reward model from the (cell, variant) statistics, `balanced`: each block's prior by the evidence (or fixed), noise variance estimated with a weak prior."
+    """The posterior of the reward model from the (cell, variant) statistics, `balanced`: each block's prior by the evidence (or fixed),
+    centred on the space's prior mean (0, or what an earlier campaign learned), noise variance estimated with a weak prior."""
     stats = balanced(stats, policy.balance, policy.balance_floor)
     Z, F = cell_design(space), variant_design(space)
     dz, dv = Z.shape[1], F.shape[1]
+    m0 = np.asarray(space.prior, dtype=float) if space.prior else np.zeros(dz * dv)
+    if m0.shape != (dz * dv,): raise ValueError(f"space: its prior has {m0.size} coefficients, its design {dz * dv}")
     G = np.einsum("cv,vi,vj->cij", stats.n, F, F, optimize=True)                  # per cell: F' diag(n_c) F
     A0 = np.einsum("ca,cb,cij->aibj", Z, Z, G, optimize=True).reshape(dz * dv, dz * dv)   # sum_c kron(z z', G_c)
     b = np.einsum("ca,cv,vi->ai", Z, stats.s, F, optimize=True).reshape(-1)
@@ -229,14 +240,15 @@ def posterior(space: ContextSpace, stats: ContextStats, policy: ContextualThomps
     noise_of = lambda mean, dof: (10 * s0 + max(yy - 2 * mean @ b + mean @ (A0 @ mean), 0.0)) / (10 + max(dof, 0.0))
     block = prior_blocks(space)
     lam = np.full(4, float(policy.prior_precision))
-    if policy.prior == "evidence" and N > 0:
-        nu, size = policy.prior_weight, (policy.prior_scale * max(abs(float(stats.s.sum())) / N, 1e-12)) ** 2
+    if policy.prior == "evidence" and (N > 0 or space.prior):   # with no data, a learned prior mean is drawn around with the hyperprior's size
+        ybar = float(stats.s.sum()) / N if N > 0 else float((Z @ m0.reshape(dz, dv) @ F.T).mean())   # the mean reward, or the prior's
+        nu, size = policy.prior_weight, (policy.prior_scale * max(abs(ybar), 1e-12)) ** 2
         for _ in range(iterations):   # MacKay's fixed point for each block's precision
-            L, mean = _solve(A0, b, lam[block])
+            L, mean = _solve(A0, b, lam[block], m0)
             Li = linalg.solve_triangular(L, np.eye(len(b)), lower=True)
             gamma = 1 - lam[block] * (Li * Li).sum(0)                  # how far the data determine each coefficient
             noise = noise_of(mean, N - gamma.sum())
-            g, m2 = np.bincount(block, gamma, 4), np.bincount(block, mean * mean, 4)
+            g, m2 = np.bincount(block, gamma, 4), np.bincount(block, (mean - m0) ** 2, 4)
             new = lam.copy()
             new[1] = noise * max(g[1], 0.0) / max(m2[1], 1e-300)
             new[2:] = noise * (np.maximum(g[2:], 0.0) + nu) / np.maximum(m2[2:] + nu * size, 1e-300)
@@ -244,7 +256,7 @@ def posterior(space: ContextSpace, stats: ContextStats, policy: ContextualThomps
             done = np.allclose(np.log(new), np.log(lam), atol=1e-3)
             lam = new
             if done: break
-    L, mean = _solve(A0, b, lam[block])
+    L, mean = _solve(A0, b, lam[block], m0)
     return Posterior(mean, L, noise_of(mean, N), N, lam[block])
 
 # %% ../../nbs/32_contextual.ipynb #96c82c46
@@ -260,10 +272,11 @@ def allocation(
 ) -> np.ndarray:                          # (cells, variants): each cell's probabilities, summing to 1 over its eligible variants
     """Thompson sampling with draws shared by all cells: K coefficient vectors from the posterior, and in each cell the share
     of the draws under which a variant scores best, mixed with epsilon spread evenly; with no data yet, every eligible variant
-    equally (the first wave explores evenly, and any later policy can be judged on it). Exact: this is the procedure."""
+    equally (the first wave explores evenly, and any later policy can be judged on it), unless the space has a prior learned by an
+    earlier campaign: then the draws come from it. Exact: this is the procedure."""
     ok = np.ones((space.n_cells, len(space.variants)), bool) if eligible is None else np.asarray(eligible, bool)
     if not ok.any(axis=1).all(): raise ValueError("allocation: a cell has no eligible variant")
-    if stats.n.sum() == 0: return ok / ok.sum(axis=1, keepdims=True)   # no data: every draw from the prior would pick winners at random
+    if stats.n.sum() == 0 and not space.prior: return ok / ok.sum(axis=1, keepdims=True)   # no data: draws from a 0-mean prior pick winners at random
     post = posterior(space, stats, policy)
     Z, F = cell_design(space), variant_design(space)
     dz, dv = Z.shape[1], F.shape[1]
@@ -277,6 +290,30 @@ def allocation(
     counts = np.zeros(ok.shape)
     np.add.at(counts, (np.broadcast_to(np.arange(space.n_cells), best.shape), best), 1.0)
     return (1 - policy.epsilon) * counts / policy.draws + policy.epsilon * ok / ok.sum(axis=1, keepdims=True)
+
+# %% ../../nbs/32_contextual.ipynb #097497e0
+def coefficient_names(space: ContextSpace) -> list[str]:
+    "Each coefficient's name, in the design's order: the context's term x the variant's term, e.g. 'segment 3 x tonality=playful'."
+    z = ["1"] + [f"segment {s}" for s in space.segments] + [f"{f} bin {k}" for f, e in space.edges for k in range(len(e) + 1)]
+    f = ["1"] + [f"{name}={level}" for name, levels in space.levels for level in levels]
+    return [f"{a} x {b}" for a in z for b in f]
+
+# %% ../../nbs/32_contextual.ipynb #4a457684
+def transfer_prior(
+    source: ContextSpace,       # the earlier campaign's space
+    mean: np.ndarray,           # its posterior mean (`posterior(...).mean`)
+    target: ContextSpace,       # this campaign's space, as `fit_space` gives it at its first wave
+    source_name: str,           # where the mean came from, for the record (campaign and statistics version)
+) -> ContextSpace:
+    "The target space with the source's bin edges and, as its prior mean, the source's coefficients matched by name (0 for one the source lacks)."
+    if [f for f, _ in source.edges] != [f for f, _ in target.edges] or [len(e) for _, e in source.edges] != [len(e) for _, e in target.edges]:
+        raise ValueError(f"learn_from {source_name}: its context {[(f, len(e) + 1) for f, e in source.edges]} differs from this campaign's "
+                         f"{[(f, len(e) + 1) for f, e in target.edges]}: field 'context' must be the same to learn from it")
+    names = coefficient_names(source)
+    if len(mean) != len(names): raise ValueError(f"learn_from {source_name}: {len(mean)} coefficients for a space of {len(names)}")
+    known = dict(zip(names, np.asarray(mean, dtype=float)))
+    moved = dataclasses.replace(target, edges=source.edges)
+    return dataclasses.replace(moved, prior=tuple(float(known.get(n, 0.0)) for n in coefficient_names(moved)), prior_from=source_name)
 
 # %% ../../nbs/32_contextual.ipynb #8b258c21
 def assign_cells(

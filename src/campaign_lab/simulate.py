@@ -200,6 +200,8 @@ def capture_by_wave(
     holdout: float = 0.1,
     eval_customers: int = 3000,   # customers on whom every variant's expected revenue is computed, to score each wave's allocation
     expected: bool = False,    # credit each send with its expected reward, not a drawn outcome (contextual policies): no noise, only the model's bias
+    learned: dict | None = None,   # name -> (space, stats, policy) of an earlier contextual campaign the named policy starts from (`learn_from`)
+    states: dict | None = None,    # filled with name -> (space, stats, policy) after the last wave, for each contextual policy
 ) -> pl.DataFrame:             # policy, wave, value (expected revenue per send), captured (share of the best achievable gain over uniform), captured_conversion, captured_margin
     """Run each policy wave after wave against the synthetic chain's per-customer truth: the audience is emailed every wave,
     outcomes are drawn from the response model; each wave's allocation is scored by the expected revenue per send it buys,
@@ -221,6 +223,9 @@ def capture_by_wave(
     for name, pol in policies.items():
         if isinstance(pol, contextual.ContextualThompson):
             space = contextual.fit_space(features, variants, pol)
+            if name in (learned or {}):
+                src, src_stats, src_pol = learned[name]
+                space = contextual.transfer_prior(src, contextual.posterior(src, src_stats, src_pol).mean, space, "an earlier campaign")
             cell = contextual.cells(space, features)
             st = contextual.empty_stats(space)
             for w in range(waves):
@@ -230,6 +235,7 @@ def capture_by_wave(
                 t = np.flatnonzero(~h)
                 st = contextual.update_stats(st, space, pl.DataFrame({"send_id": [f"{w}-{i}" for i in ids[t]], "cell": cell[t], "variant_id": vid[v[t]],
                                                            "reward": earned(pol.reward, w, t, v[t])}), pol)
+            if states is not None: states[name] = (space, st, pol)
             continue
         if hasattr(pol, "learn"):   # another library's policy (a benchmark's adapter): probabilities, choose, learn
             for w in range(waves):

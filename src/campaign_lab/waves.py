@@ -18,6 +18,7 @@ from scipy import special, stats
 
 from .bandit import BanditState, Policy, ThompsonBeta, allocation, assign, breach_probability, make_policy, prob_best_beta, state_for_campaign, update
 from .contextual import (ContextSpace, ContextStats, ContextualThompson, allocation as context_allocation, arrived_share,
+                                     posterior as context_posterior, transfer_prior,
                                      assign_cells, cells, fit_space, stats_from_rows, wave_stats)
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
 from .draws import keyed_uniform, stream_key
@@ -33,10 +34,10 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'taken_this_wave', 'programme_holdout', 'unsubscribed', 'build_audience', 'prior_wave', 'Wave',
            'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'feedback_policy', 'wave_assignments',
            'assign_wave', 'unanswered', 'stored_features', 'PolarsEngine', 'make_wave_policy', 'ContextWave',
-           'context_space', 'context_rows', 'pending_weights', 'check_counted', 'context_inputs', 'VariantShare',
-           'send_list', 'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics', 'wave_metrics',
-           'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history', 'leaderboard', 'WaveRows',
-           'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions',
+           'context_space', 'context_rows', 'pending_weights', 'check_counted', 'context_inputs', 'learned_prior',
+           'VariantShare', 'send_list', 'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics',
+           'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history', 'leaderboard',
+           'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions',
            'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities', 'policy_estimate',
            'champion_challenger', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
@@ -504,23 +505,46 @@ def context_inputs(
     weights = pending_weights(reader, campaign_id, at=at, window_days=window_days)
     return stats_from_rows(space, rows, weights), version, weights, eligible
 
+# %% ../../nbs/35_waves.ipynb #b09dfe56
+def learned_prior(
+    reader: Reader,
+    source: str,               # the earlier contextual campaign (the policy's `learn_from`)
+    space: ContextSpace,       # this campaign's space, fitted at its first wave
+    policy: ContextualThompson,
+    *,
+    at: dt.datetime,           # now: the source's waves still pending count by their arrived share, as in its own waves
+    window_days: float,
+) -> ContextSpace:             # the space with the source's bin edges and its posterior mean as the prior (`transfer_prior`)
+    "The prior a contextual campaign starts from when it learns from an earlier one: that campaign's posterior mean from its latest statistics."
+    known = context_space(reader, source)
+    if known is None: raise ValueError(f"policy field 'learn_from': campaign '{source}' has no contextual space in the lake (it never ran contextual_thompson)")
+    src, counted = known
+    if counted.reward != policy.reward:
+        raise ValueError(f"policy field 'learn_from': campaign '{source}' learned reward {counted.reward}, this policy learns {policy.reward}: not comparable")
+    rows, version = context_rows(reader, source)
+    if version == 0: raise ValueError(f"policy field 'learn_from': campaign '{source}' has no statistics yet (no feedback folded in)")
+    stats = stats_from_rows(src, rows, pending_weights(reader, source, at=at, window_days=window_days))
+    return transfer_prior(src, context_posterior(src, stats, counted).mean, space, f"{source}@context_state v{version}")
+
 # %% ../../nbs/35_waves.ipynb #ef5aabc6
 def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave, policy, holdout, seed, window_days, first, status, stopped) -> Wave:
     "The contextual half of `assign_wave`: features, the frozen space, pending weights, the allocation over eligible pairs, keyed draws."
     feats, day, stored = engine.context(reader, audience)
     feats = feats.sort("customer_id")   # the rows' order: the cells below line up with them
     known = context_space(reader, campaign_id)
+    at = now().replace(tzinfo=None, microsecond=0)
     if known is None:
         variants = reader.read("variants", validate=False).join(reader.read("arms", validate=False).filter(campaign_id=campaign_id)
                                                                 .select("variant_id").unique(), on="variant_id", how="semi")
         space = fit_space(feats, variants, policy)
+        if policy.learn_from == campaign_id: raise ValueError(f"policy field 'learn_from': campaign '{campaign_id}' cannot learn from itself")
+        if policy.learn_from: space = learned_prior(reader, policy.learn_from, space, policy, at=at, window_days=window_days)
     else:
         space, counted = known
         check_counted(campaign_id, counted, policy)
     if unknown := sorted(set(arms["variant_id"].to_list()) - set(space.variants)):
         raise ValueError(f"campaign '{campaign_id}': variant(s) {unknown[:5]} are not in its contextual space (fitted at its first wave): "
                          "a campaign's variants are fixed once it runs contextually; start a new campaign id for a new catalogue")
-    at = now().replace(tzinfo=None, microsecond=0)
     stats, version, weights, eligible = context_inputs(reader, campaign_id, space, arms, at=at, window_days=window_days)
     probs = context_allocation(space, stats, policy, seed=seed, campaign_id=campaign_id, wave=wave, eligible=eligible)
     cell = cells(space, feats)
