@@ -115,12 +115,12 @@ def test_the_space_is_a_value(world):
     assert again == space                                     # fitted from the same customers and variants in any order
 
 
-def _run(root, *args, at):
+def _run(root, *args, at, ok=True):
     import subprocess
     from conftest import BIN, cli_env
     res = subprocess.run([str(BIN / "campaign-lab"), *args], capture_output=True, text=True, env=cli_env(root) | {"CAMPAIGN_LAB_CLOCK": at},
                          timeout=900)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert res.returncode == 0 or not ok, res.stdout[-3000:] + res.stderr[-3000:]
     return res
 
 
@@ -183,6 +183,20 @@ def test_contextual_waves_through_the_pipelines(project):
     assert (w2["policy"] == "contextual_thompson").all() and read_table(lake, "context_space").height == 1
     r2 = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 2)
     assert "promoted as 'champion'" in "\n".join(str(o) for c in nbformat.read(r2, 4).cells for o in c.get("outputs", []))
+    # win_back starts from what spring_menu learned (learn_from); a later wave naming another source is refused
+    t3 = "2026-11-11T09:00:00"
+    _run(root, "run", "variants", "-p", "spec=campaigns/win_back.yaml", at=t3)
+    _run(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=3", "-p", "policy=contextual_thompson", "-p", "reward=revenue",
+         "-p", "learn_from=spring_menu", at=t3)
+    spaces = read_table(lake, "context_space")
+    wb = cx.ContextSpace.from_json(spaces.filter(campaign_id="win_back")["space"][0])
+    sm = cx.ContextSpace.from_json(spaces.filter(campaign_id="spring_menu")["space"][0])
+    assert wb.prior_from == "spring_menu@context_state v1" and wb.edges == sm.edges and len(wb.prior) == len(cx.coefficient_names(wb))
+    r3 = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 3)
+    assert "Its prior mean is what spring_menu@context_state v1 learned" in "\n".join(str(o) for c in nbformat.read(r3, 4).cells for o in c.get("outputs", []))
+    bad = _run(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=4", "-p", "policy=contextual_thompson", "-p", "reward=revenue",
+               "-p", "learn_from=autumn", at="2026-11-14T09:00:00", ok=False)
+    assert bad.returncode != 0 and "learn_from" in bad.stdout + bad.stderr and "spring_menu" in bad.stdout + bad.stderr
 
 
 def json_wave(report):
@@ -341,7 +355,7 @@ def test_the_fit_balances_over_sent_pairs_against_a_direct_computation(world):
 def test_a_campaign_learns_from_an_earlier_one_at_its_first_wave():
     """learn_from: a contextual campaign's first wave starts from an earlier contextual campaign's posterior mean, frozen in its
     space (with the earlier campaign's bin edges), and its first allocation is not even; a source that never ran contextually,
-    has no statistics yet, learned another reward, or is the campaign itself is refused naming the field."""
+    has no statistics yet, learned another reward, has another context, or is the campaign itself is refused naming the field."""
     from campaign_lab.samples import sample_tables
     from campaign_lab.waves import (EVENT_TYPES, PolarsEngine, Tables, TABLES, assign_wave, context_posterior, fold_feedback,
                                     make_wave_policy, wave_rows)
@@ -369,6 +383,8 @@ def test_a_campaign_learns_from_an_earlier_one_at_its_first_wave():
     lake.publish(fb.tables, append=fb.append)
     with pytest.raises(ValueError, match="field 'learn_from'.*learned reward conversion, this policy learns revenue"):
         assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=dataclasses.replace(learner, reward="revenue"), holdout=0.1, seed=7)
+    with pytest.raises(ValueError, match="field 'learn_from'.*field 'context' must be the same"):
+        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=dataclasses.replace(learner, context=(("avg_ticket", 2),)), holdout=0.1, seed=7)
     with pytest.raises(ValueError, match="field 'learn_from'.*cannot learn from itself"):
         assign_wave(PolarsEngine(), lake, campaign_id="spring2", wave=3, policy=dataclasses.replace(pol, learn_from="spring2"), holdout=0.1, seed=7)
     src = w.context.space                             # (each campaign its own wave: one email per customer per wave)

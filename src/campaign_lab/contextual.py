@@ -305,10 +305,11 @@ def transfer_prior(
     target: ContextSpace,       # this campaign's space, as `fit_space` gives it at its first wave
     source_name: str,           # where the mean came from, for the record (campaign and statistics version)
 ) -> ContextSpace:
-    "The target space with the source's bin edges and, as its prior mean, the source's coefficients matched by name (0 for one the source lacks)."
-    if [f for f, _ in source.edges] != [f for f, _ in target.edges] or [len(e) for _, e in source.edges] != [len(e) for _, e in target.edges]:
-        raise ValueError(f"learn_from {source_name}: its context {[(f, len(e) + 1) for f, e in source.edges]} differs from this campaign's "
-                         f"{[(f, len(e) + 1) for f, e in target.edges]}: field 'context' must be the same to learn from it")
+    """The target space with the source's bin edges (a bin means the same customers in both, even where the target's own audience
+    would have had fewer distinct edges) and, as its prior mean, the source's coefficients matched by name (0 for one the source lacks)."""
+    if [f for f, _ in source.edges] != [f for f, _ in target.edges]:
+        raise ValueError(f"learn_from {source_name}: its context features {[f for f, _ in source.edges]} differ from this campaign's "
+                         f"{[f for f, _ in target.edges]}: field 'context' must be the same to learn from it")
     names = coefficient_names(source)
     if len(mean) != len(names): raise ValueError(f"learn_from {source_name}: {len(mean)} coefficients for a space of {len(names)}")
     known = dict(zip(names, np.asarray(mean, dtype=float)))

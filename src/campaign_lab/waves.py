@@ -521,6 +521,9 @@ def learned_prior(
     src, counted = known
     if counted.reward != policy.reward:
         raise ValueError(f"policy field 'learn_from': campaign '{source}' learned reward {counted.reward}, this policy learns {policy.reward}: not comparable")
+    if counted.context != policy.context:
+        raise ValueError(f"policy field 'learn_from': campaign '{source}' has context {counted.context}, this policy {policy.context}: "
+                         "field 'context' must be the same to learn from it")
     rows, version = context_rows(reader, source)
     if version == 0: raise ValueError(f"policy field 'learn_from': campaign '{source}' has no statistics yet (no feedback folded in)")
     stats = stats_from_rows(src, rows, pending_weights(reader, source, at=at, window_days=window_days))
@@ -542,6 +545,10 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
     else:
         space, counted = known
         check_counted(campaign_id, counted, policy)
+        if policy.learn_from and policy.learn_from != space.prior_from.split("@")[0]:
+            raise ValueError(f"policy field 'learn_from': campaign '{campaign_id}' fixed its prior at its first contextual wave "
+                             f"({'from ' + space.prior_from if space.prior_from else 'learning from no earlier campaign'}); it cannot learn from "
+                             f"'{policy.learn_from}' now: start a new campaign id to learn from it")
     if unknown := sorted(set(arms["variant_id"].to_list()) - set(space.variants)):
         raise ValueError(f"campaign '{campaign_id}': variant(s) {unknown[:5]} are not in its contextual space (fitted at its first wave): "
                          "a campaign's variants are fixed once it runs contextually; start a new campaign id for a new catalogue")
