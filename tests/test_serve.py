@@ -25,14 +25,14 @@ TOKEN = "crm-token-0123456789abcdef"
 SCOPED = "welcome-token-0123456789 welcome"
 
 
-def make_project(root: Path, programme: float = 0.0) -> Path:
-    "The sample lake (3,000 customers, campaign spring) with wave 1 assigned by the batch path, and a tokens file."
+def make_project(root: Path, programme: float = 0.0, sample_context: bool = True) -> Path:
+    "The sample lake (3,000 customers, campaign spring; without its sample contextual tables if not `sample_context`) with wave 1 assigned by the batch path, and a tokens file."
     root.mkdir(parents=True, exist_ok=True)
     (root / "settings.ini").write_text(SETTINGS.format(pipelines=REPO / "nbs" / "pipelines", contracts=REPO / "data_contracts")
                                        + f"programme_holdout = {programme}\nserve_reload_seconds = 0.3\n")
     for d in ("lake", "runs"): (root / d).mkdir(exist_ok=True)
     s = load_settings(root, env={})
-    t = {k: v for k, v in sample_tables(3000, seed=2).items() if k != "decisions"}
+    t = {k: v for k, v in sample_tables(3000, seed=2).items() if k != "decisions" and (sample_context or not k.startswith("context_"))}
     commit(s.lake_dir, t)
     w = assign_wave(PolarsEngine(s), Tables(t, s.contracts_dir), campaign_id="spring", wave=1, policy=make_policy("thompson_beta"),
                     holdout=0.1, seed=s.seed)
@@ -355,3 +355,53 @@ def test_a_relative_tokens_file_is_the_projects(tmp_path):
     assert s.serve_tokens == root / "tokens.txt" and load_settings(tmp_path / "p", env={"CAMPAIGN_LAB_SERVE_TOKENS_FILE": "/x/t"}).serve_tokens == Path("/x/t")
     from campaign_lab.serve import load_tokens
     assert len(load_tokens(s.serve_tokens)) == 2
+
+
+def test_a_campaign_that_learned_from_another_is_served_as_its_first_wave_drew_it(tmp_path, monkeypatch):
+    """learn_from through the CLI, then the service: spring's contextual wave has its feedback folded in, autumn (the same
+    catalogue under new variant ids) starts from what spring learned, and before any feedback of its own every customer of
+    its first wave gets that wave's arm, variant and propensity from the service, drawn around the learned prior."""
+    from campaign_lab.contextual import ContextSpace
+    from campaign_lab.waves import fold_feedback, wave_rows
+    root = make_project(tmp_path / "p", sample_context=False)   # spring's space is fitted by its first contextual wave, with the defaults
+    s = load_settings(root, env={})
+    run = lambda *a, at: subprocess.run([str(BIN / "campaign-lab"), "--root", str(root), "run", "wave", *a],
+                                        env=cli_env(root) | {"CAMPAIGN_LAB_CLOCK": at}, capture_output=True, text=True, timeout=300)
+    r = run("-p", "campaign_id=spring", "-p", "wave=2", "-p", "policy=contextual_thompson", "-p", "reward=conversion", at="2026-12-20T09:00:00")
+    assert r.returncode == 0, r.stdout + r.stderr
+    tables = {t: read_table(s.lake_dir, t) for t in ("customers", "variants", "arms", "assignments", "bandit_state", "bandit_seen",
+                                                     "segments", "events", "context_space", "context_cells")}
+    lake = Tables(tables, s.contracts_dir)
+    sent = wave_rows(lake, campaign_id="spring", wave=2).rows.filter(arm="treatment")
+    won = sent.filter(pl.col("variant_id") == sorted(sent["variant_id"].unique())[0])   # one variant converts a third of its sends
+    ev = pl.concat([sent.select("campaign_id", "wave", "customer_id", "variant_id", event_type=pl.lit("send"), revenue=pl.lit(0.0)),
+                    won.gather_every(3).select("campaign_id", "wave", "customer_id", "variant_id", event_type=pl.lit("conversion"), revenue=pl.lit(20.0))]
+                   ).with_columns(event_id=pl.format("e-{}-{}", "customer_id", "event_type"), event_type=pl.col("event_type").cast(pl.Enum(EVENT_TYPES)),
+                                  wave=pl.col("wave").cast(pl.Int32), occurred_at=pl.lit(sent["assigned_at"][0], pl.Datetime("us"))
+                   ).select(tables["events"].columns)
+    monkeypatch.setenv("CAMPAIGN_LAB_CLOCK", "2026-12-21T09:00:00")   # the feedback a day after the wave, on the same pinned clock
+    fb = fold_feedback(PolarsEngine(s), lake, wave_rows(lake, campaign_id="spring", wave=2), ev, reward="conversion")
+    commit(s.lake_dir, fb.tables, append=fb.append & set(fb.tables))
+    rename = pl.format("a-{}", "variant_id")
+    commit(s.lake_dir, {"variants": pl.concat([tables["variants"], tables["variants"].with_columns(variant_id=rename, campaign_id=pl.lit("autumn"))]),
+                        "arms": pl.concat([tables["arms"], tables["arms"].with_columns(variant_id=rename, campaign_id=pl.lit("autumn"))])})
+    later = {"CAMPAIGN_LAB_CLOCK": "2026-12-31T09:00:00"}   # spring's window has closed: all of its feedback counts
+    r = run("-p", "campaign_id=autumn", "-p", "wave=3", "-p", "policy=contextual_thompson", "-p", "reward=conversion", "-p", "learn_from=spring",
+            at=later["CAMPAIGN_LAB_CLOCK"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    space = ContextSpace.from_json(read_table(s.lake_dir, "context_space").filter(campaign_id="autumn")["space"][0])
+    assert space.prior_from == "spring@context_state v1" and any(space.prior)
+    rows = read_table(s.lake_dir, "assignments").filter(campaign_id="autumn", wave=3).sort("customer_id")
+    props = rows.filter(arm="treatment")["propensity"]
+    assert props.n_unique() > 1               # not an even first wave: drawn around what spring learned
+    srv = Server(root, env=later).start()
+    try:
+        got = []
+        for i in range(0, rows.height, 1000):
+            ids = rows["customer_id"][i:i + 1000].to_list()
+            status, _, body = srv.call("POST", "/v1/decisions/batch", {"requests": [ask(c, f"au-{c}", campaign="autumn", wave=3) for c in ids]})
+            assert status == 200, body
+            got += [("holdout" if a["holdout"] else "treatment", a["variant"] and a["variant"]["variant_id"], a["propensity"], a["policy"])
+                    for a in body["decisions"]]
+        assert got == rows.select(pl.col("arm").cast(pl.String), "variant_id", "propensity", "policy").rows() and len(got) > 1000
+    finally: srv.stop()
