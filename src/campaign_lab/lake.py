@@ -99,7 +99,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         pl.Schema({"campaign_id": pl.String, "segment": pl.Int16, "variant_id": pl.String, "version": pl.Int64,
                    "alpha": pl.Float64, "beta": pl.Float64, "n": pl.Int64, "successes": pl.Int64,
                    "reward_sum": pl.Float64, "reward_sq_sum": pl.Float64, "updated_at": _TS})),
-    TableSpec("context_space", "Each contextual campaign's model coordinates, frozen at its first wave: cells and factor levels, and the policy whose reward its statistics count (JSON).",
+    TableSpec("context_space", "Each contextual campaign's model coordinates, frozen at its first wave: cells and factor levels (and the prior mean learned from an earlier campaign, if any), and the policy whose reward its statistics count (JSON).",
         ("campaign_id",), pl.Schema({"campaign_id": pl.String, "space_id": pl.String, "space": pl.String, "policy": pl.String,
                                      "created_at": _TS})),
     TableSpec("context_cells", "The context cell each customer of a contextual campaign's wave was assigned in.",
