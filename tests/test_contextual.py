@@ -353,15 +353,17 @@ def test_the_fit_balances_over_sent_pairs_against_a_direct_computation(world):
 
 
 def test_a_campaign_learns_from_an_earlier_one_at_its_first_wave():
-    """learn_from: a contextual campaign's first wave starts from an earlier contextual campaign's posterior mean, frozen in its
-    space (with the earlier campaign's bin edges), and its first allocation is not even; a source that never ran contextually,
+    """learn_from (the policy's, or the campaign spec's): a contextual campaign's first wave starts from an earlier contextual
+    campaign's posterior mean, frozen in its space (with the earlier campaign's bin edges), and its first allocation is not even; a source that never ran contextually,
     has no statistics yet, learned another reward, has another context, or is the campaign itself is refused naming the field."""
     from campaign_lab.samples import sample_tables
     from campaign_lab.waves import (EVENT_TYPES, PolarsEngine, Tables, TABLES, assign_wave, context_posterior, fold_feedback,
                                     make_wave_policy, wave_rows)
     t = sample_tables(1500, seed=4)
     copy = lambda cid: t["arms"].filter(pl.col("segment") < 4).with_columns(campaign_id=pl.lit(cid))
-    lake = Tables(t | {"arms": pl.concat([t["arms"], copy("autumn"), copy("winter"), copy("spring2")])}, REPO / "data_contracts")
+    declared = lambda cid, source: t["campaigns"].with_columns(campaign_id=pl.lit(cid), learn_from=pl.lit(source))   # a spec's learn_from
+    lake = Tables(t | {"arms": pl.concat([t["arms"], copy("autumn"), copy("winter"), copy("spring2"), copy("spring3"), copy("spring4")]),
+                       "campaigns": pl.concat([t["campaigns"], declared("spring3", "autumn"), declared("spring4", "nowhere")])}, REPO / "data_contracts")
     pol = make_wave_policy("contextual_thompson", reward="conversion", floor=0.0)
     learner = dataclasses.replace(pol, learn_from="autumn")
     with pytest.raises(ValueError, match="field 'learn_from'.*'autumn' has no contextual space"):
@@ -399,6 +401,10 @@ def test_a_campaign_learns_from_an_earlier_one_at_its_first_wave():
     probs, even = warm.context.probs, cold.context.probs
     col = list(space.variants).index(best)
     assert np.allclose(even, even[:, :1]) and (probs[:, col] > 5 * even[:, col]).all()   # the first wave already favours autumn's winner
+    spec = assign_wave(PolarsEngine(), lake, campaign_id="spring3", wave=4, policy=pol, holdout=0.1, seed=7)   # the spec names the source
+    assert spec.context.space.prior_from == "autumn@context_state v1" and spec.context.space.prior == space.prior
+    with pytest.raises(ValueError, match="campaign 'spring4' spec key 'learn_from': campaign 'nowhere' has no contextual space"):
+        assign_wave(PolarsEngine(), lake, campaign_id="spring4", wave=5, policy=pol, holdout=0.1, seed=7)
     tr = warm.rows.filter(arm="treatment").with_columns(cell=pl.Series(warm.context.cell).filter(warm.rows["arm"] == "treatment"))
     vi = tr["variant_id"].cast(pl.Enum(list(space.variants))).to_physical().to_numpy()
     assert np.allclose(tr["propensity"].to_numpy(), 0.9 * probs[tr["cell"].to_numpy(), vi], atol=1e-12)   # logged exactly

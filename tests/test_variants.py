@@ -25,6 +25,8 @@ def line_of(text, needle):
     (("plain: \"{opener} Spring", "plain: \"{opener} {dish} Spring"), "templates.subject.plain", "{dish}"),
     (("- {tonality: urgent, offer_type: loyalty_points}", "- {tonality: shouty, offer_type: loyalty_points}"), "rules.banned_pairs.0.tonality", "'shouty' is not a level"),
     (("subject_max_chars: 60", "subject_chars: 60"), "limits.subject_chars", "unknown limit"),
+    (("campaign_id: spring_menu", "campaign_id: spring_menu\nlearn_from: spring menu"), "learn_from", "must be the id of an earlier contextual campaign"),
+    (("campaign_id: spring_menu", "campaign_id: spring_menu\nlearn_from: spring_menu"), "learn_from", "cannot learn from itself"),
 ])
 def test_spec_errors_name_line_and_field(change, field, words):
     text = SPEC.replace(*change)
@@ -110,3 +112,13 @@ def test_variants_pipeline_bad_spec_fails_cleanly(project, tmp_path):
     assert r.status == "failed" and r.manifest["error"]["ename"] == "SpecError"
     assert "factors.cta: empty level list" in r.manifest["error"]["evalue"]
     assert r.manifest["outputs"] == []
+
+
+def test_a_spec_names_the_campaign_it_learns_from():
+    "learn_from in a spec goes to the campaign's row of the `campaigns` table, for its first contextual wave; absent, the row says none."
+    from campaign_lab.variants import campaign_row, campaign_rules
+    spec = parse_spec(SPEC.replace("campaign_id: spring_menu", "campaign_id: spring_menu\nlearn_from: spring_2025"), "spring.yaml")
+    assert spec.learn_from == "spring_2025" and campaign_rules(campaign_row(spec), "spring_menu").learn_from == "spring_2025"
+    plain = campaign_row(parse_spec(SPEC, "spring.yaml"))
+    assert plain["learn_from"].to_list() == [None] and campaign_rules(plain, "spring_menu").learn_from == ""
+    assert campaign_rules(plain.drop("learn_from"), "spring_menu").learn_from == ""   # a part written before the column

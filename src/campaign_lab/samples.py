@@ -139,7 +139,8 @@ def _campaign(segments: pl.DataFrame, rng: np.random.Generator) -> dict[str, pl.
     campaigns = pl.DataFrame({"campaign_id": ["spring"], "name": ["Spring sample"], "priority": [1],
                               "guardrails": ['[{"metric": "unsubscribe", "max_per_1000": 3.0, "confidence": 0.95}]'],
                               "decision": ['{"primary_metric": "spend", "mde": 0.02, "min_waves": 2}'],
-                              "costs": ['{"food_cost_share": 0.3, "free_item": 3.0, "loyalty_point": 0.005}'], "spec": ["spring.yaml"]},
+                              "costs": ['{"food_cost_share": 0.3, "free_item": 3.0, "loyalty_point": 0.005}'], "spec": ["spring.yaml"],
+                              "learn_from": [None]},
                              schema=TABLES["campaigns"].schema)
     return {"campaigns": campaigns, "variants": variants, "arms": arms, "assignments": assignments, "events": events, "decisions": decisions,
             "bandit_seen": events.select("campaign_id", "event_id"), "bandit_state": state}

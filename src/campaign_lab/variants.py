@@ -59,7 +59,8 @@ class _Where:
 FACTORS = ("tonality", "offer", "subject_template", "cta")
 VALUED_OFFERS = {"percent_off": "percent", "amount_off": "dollars", "free_item": "items", "loyalty_points": "points"}
 PLACEHOLDERS = {"opener", "offer", "brand", "cta"}
-_TOP = {"campaign_id", "name", "priority", "brand", "audience", "factors", "templates", "rules", "limits", "eligibility", "guardrails", "decision", "costs"}
+_TOP = {"campaign_id", "name", "priority", "brand", "audience", "factors", "templates", "rules", "limits", "eligibility", "guardrails", "decision", "costs",
+        "learn_from"}
 GUARDRAIL_METRICS = ("unsubscribe", "complaint")   # events a guardrail counts per send
 DECISION_METRICS = ("spend", "visits", "visited")   # what a lift decision can be made on
 
@@ -107,6 +108,7 @@ class CampaignSpec(NamedTuple):
     guardrails: tuple = ()                     # `Guardrail`s: caps on unsubscribes and complaints per send
     decision: Decision = Decision()            # how the lift report decides: ship, keep running or stop
     costs: Costs = Costs()                     # the cost model of the margin reward
+    learn_from: str = ""                       # an earlier contextual campaign whose learned model this one's first contextual wave starts from
 
 def _levels(d: dict, key: str, where, path) -> list:
     v = d.get(key)
@@ -318,6 +320,10 @@ def parse_spec(
         for ot in rule.get("max_discount") or {}:
             if ot not in VALUED_OFFERS: raise where(p + ("max_discount", ot), f"only offers with a value can be capped ({', '.join(VALUED_OFFERS)})")
     guardrails, decision, costs = _guardrails(d.get("guardrails"), where), _decision(d.get("decision"), where), _costs(d.get("costs"), where)
+    learn = d.get("learn_from", "")
+    if not isinstance(learn, str) or (learn and not learn.replace("_", "").isalnum()):
+        raise where(("learn_from",), f"must be the id of an earlier contextual campaign (letters, digits and underscores), got {learn!r}")
+    if learn == cid: raise where(("learn_from",), "a campaign cannot learn from itself")
     return CampaignSpec(
         campaign_id=cid, name=str(d.get("name", cid)), priority=int(d.get("priority", 1)), brand=str(d.get("brand", "")),
         tonalities=tuple(tones), offers=offers, subject_templates={n: subjects[n] for n in names},
@@ -327,7 +333,7 @@ def parse_spec(
         offer_templates_need_an_offer=bool(rules.get("offer_templates_need_an_offer", True)),
         require_coverage=tuple(cov), subject_max_chars=int(limits.get("subject_max_chars", 60)),
         preheader_max_chars=int(limits.get("preheader_max_chars", 110)), eligibility=tuple(elig), source=source,
-        audience=audience, guardrails=guardrails, decision=decision, costs=costs)
+        audience=audience, guardrails=guardrails, decision=decision, costs=costs, learn_from=learn)
 
 # %% ../../nbs/20_variants.ipynb #802cd990
 def load_spec(path: str | Path) -> CampaignSpec:
@@ -492,7 +498,8 @@ def campaign_row(spec: CampaignSpec) -> pl.DataFrame:
     return pl.DataFrame({"campaign_id": [spec.campaign_id], "name": [spec.name], "priority": [spec.priority],
                          "guardrails": [json.dumps([g._asdict() for g in spec.guardrails])],
                          "decision": [json.dumps(spec.decision._asdict())], "costs": [json.dumps(spec.costs._asdict())],
-                         "spec": [Path(spec.source).name]},   # the file's name, not its path: the same spec gives the same bytes in any folder
+                         "spec": [Path(spec.source).name],   # the file's name, not its path: the same spec gives the same bytes in any folder
+                         "learn_from": [spec.learn_from or None]},
                         schema=TABLES["campaigns"].schema)
 
 # %% ../../nbs/20_variants.ipynb #0d17d67e
@@ -501,16 +508,17 @@ class CampaignRules(NamedTuple):
     guardrails: tuple     # `Guardrail`s
     decision: Decision
     costs: Costs = Costs()
+    learn_from: str = ""  # the campaign a contextual policy's first wave learns from ("": none)
 
 def campaign_rules(
     campaigns: pl.DataFrame | None,   # the lake's campaigns table, or None
     campaign_id: str,
 ) -> CampaignRules:                   # no guardrails, the default decision and costs when the table has no row for the campaign
-    "The guardrails, decision and costs a campaign's spec declared, from the `campaigns` table."
+    "The guardrails, decision, costs and the campaign to learn from that a campaign's spec declared, from the `campaigns` table."
     row = campaigns.filter(campaign_id=campaign_id) if campaigns is not None else None
     if row is None or row.is_empty(): return CampaignRules((), Decision())
     return CampaignRules(tuple(Guardrail(**g) for g in json.loads(row["guardrails"][0])), Decision(**json.loads(row["decision"][0])),
-                         Costs(**json.loads(row["costs"][0])))
+                         Costs(**json.loads(row["costs"][0])), (row["learn_from"][0] if "learn_from" in row.columns else None) or "")
 
 # %% ../../nbs/20_variants.ipynb #76035d28
 def offer_margin(

@@ -514,18 +514,19 @@ def learned_prior(
     *,
     at: dt.datetime,           # now: the source's waves still pending count by their arrived share, as in its own waves
     window_days: float,
+    named: str = "policy field 'learn_from'",   # where the source was named, for the errors
 ) -> ContextSpace:             # the space with the source's bin edges and its posterior mean as the prior (`transfer_prior`)
     "The prior a contextual campaign starts from when it learns from an earlier one: that campaign's posterior mean from its latest statistics."
     known = context_space(reader, source)
-    if known is None: raise ValueError(f"policy field 'learn_from': campaign '{source}' has no contextual space in the lake (it never ran contextual_thompson)")
+    if known is None: raise ValueError(f"{named}: campaign '{source}' has no contextual space in the lake (it never ran contextual_thompson)")
     src, counted = known
     if counted.reward != policy.reward:
-        raise ValueError(f"policy field 'learn_from': campaign '{source}' learned reward {counted.reward}, this policy learns {policy.reward}: not comparable")
+        raise ValueError(f"{named}: campaign '{source}' learned reward {counted.reward}, this policy learns {policy.reward}: not comparable")
     if counted.context != policy.context:
-        raise ValueError(f"policy field 'learn_from': campaign '{source}' has context {counted.context}, this policy {policy.context}: "
+        raise ValueError(f"{named}: campaign '{source}' has context {counted.context}, this policy {policy.context}: "
                          "field 'context' must be the same to learn from it")
     rows, version = context_rows(reader, source)
-    if version == 0: raise ValueError(f"policy field 'learn_from': campaign '{source}' has no statistics yet (no feedback folded in)")
+    if version == 0: raise ValueError(f"{named}: campaign '{source}' has no statistics yet (no feedback folded in)")
     stats = stats_from_rows(src, rows, pending_weights(reader, source, at=at, window_days=window_days))
     return transfer_prior(src, context_posterior(src, stats, counted).mean, space, f"{source}@context_state v{version}")
 
@@ -541,7 +542,9 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
                                                                 .select("variant_id").unique(), on="variant_id", how="semi")
         space = fit_space(feats, variants, policy)
         if policy.learn_from == campaign_id: raise ValueError(f"policy field 'learn_from': campaign '{campaign_id}' cannot learn from itself")
-        if policy.learn_from: space = learned_prior(reader, policy.learn_from, space, policy, at=at, window_days=window_days)
+        source = policy.learn_from or campaign_rules(reader.read("campaigns") if reader.has("campaigns") else None, campaign_id).learn_from   # the run's, or the spec's
+        named = "policy field 'learn_from'" if policy.learn_from else f"campaign '{campaign_id}' spec key 'learn_from'"
+        if source: space = learned_prior(reader, source, space, policy, at=at, window_days=window_days, named=named)
     else:
         space, counted = known
         check_counted(campaign_id, counted, policy)
