@@ -30,7 +30,7 @@ def world():
 @pytest.mark.parametrize("field,value", [("reward", "profit"), ("epsilon", -0.1), ("draws", 0), ("prior_precision", 0.0),
                                          ("reward_cap", 0.0), ("exploration", 0.0), ("context", (("avg_ticket", "four"),)),
                                          ("factors", ("colour",)), ("prior", "flat"), ("prior_scale", 0.0), ("prior_weight", -1.0),
-                                         ("balance", 0.5), ("balance_floor", -1.0), ("learn_from", 3)])
+                                         ("balance", 0.5), ("balance_floor", -1.0)])
 def test_bad_configs_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"field '{field}'"):
         cx.ContextualThompson(**{field: value})
@@ -353,9 +353,9 @@ def test_the_fit_balances_over_sent_pairs_against_a_direct_computation(world):
 
 
 def test_a_campaign_learns_from_an_earlier_one_at_its_first_wave():
-    """learn_from (the policy's, or the campaign spec's): a contextual campaign's first wave starts from an earlier contextual
+    """learn_from (the wave's, or the campaign spec's): a contextual campaign's first wave starts from an earlier contextual
     campaign's posterior mean, frozen in its space (with the earlier campaign's bin edges), and its first allocation is not even; a source that never ran contextually,
-    has no statistics yet, learned another reward, has another context, or is the campaign itself is refused naming the field."""
+    has no statistics yet, learned another reward, has another context, or is the campaign itself is refused, and so is a per-segment policy."""
     from campaign_lab.samples import sample_tables
     from campaign_lab.waves import (EVENT_TYPES, PolarsEngine, Tables, TABLES, assign_wave, context_posterior, fold_feedback,
                                     make_wave_policy, wave_rows)
@@ -365,14 +365,14 @@ def test_a_campaign_learns_from_an_earlier_one_at_its_first_wave():
     lake = Tables(t | {"arms": pl.concat([t["arms"], copy("autumn"), copy("winter"), copy("spring2"), copy("spring3"), copy("spring4")]),
                        "campaigns": pl.concat([t["campaigns"], declared("spring3", "autumn"), declared("spring4", "nowhere")])}, REPO / "data_contracts")
     pol = make_wave_policy("contextual_thompson", reward="conversion", floor=0.0)
-    learner = dataclasses.replace(pol, learn_from="autumn")
-    with pytest.raises(ValueError, match="field 'learn_from'.*'autumn' has no contextual space"):
-        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=learner, holdout=0.1, seed=7)
+    learner = {"policy": pol, "learn_from": "autumn"}
+    with pytest.raises(ValueError, match="learn_from: campaign 'autumn' has no contextual space"):
+        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, holdout=0.1, seed=7, **learner)
     w = assign_wave(PolarsEngine(), lake, campaign_id="autumn", wave=1, policy=pol, holdout=0.1, seed=7)
     earlier = pl.col("assigned_at") - pl.duration(days=10)   # autumn's wave went out 10 days ago: its attribution window has closed
     lake.publish(w.tables | {"assignments": w.tables["assignments"].with_columns(earlier)}, append=w.append)
-    with pytest.raises(ValueError, match="field 'learn_from'.*no statistics yet"):
-        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=learner, holdout=0.1, seed=7)
+    with pytest.raises(ValueError, match="learn_from: campaign 'autumn' has no statistics yet"):
+        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, holdout=0.1, seed=7, **learner)
     aw = wave_rows(lake, campaign_id="autumn", wave=1)
     sent = aw.rows.filter(arm="treatment")
     best = sent["variant_id"][0]                      # the one variant that converts
@@ -383,15 +383,17 @@ def test_a_campaign_learns_from_an_earlier_one_at_its_first_wave():
                                   occurred_at=pl.lit(sent["assigned_at"][0], pl.Datetime("us"))).select(list(TABLES["events"].schema))
     fb = fold_feedback(PolarsEngine(), lake, aw, ev, reward="conversion")
     lake.publish(fb.tables, append=fb.append)
-    with pytest.raises(ValueError, match="field 'learn_from'.*learned reward conversion, this policy learns revenue"):
-        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=dataclasses.replace(learner, reward="revenue"), holdout=0.1, seed=7)
-    with pytest.raises(ValueError, match="field 'learn_from'.*field 'context' must be the same"):
-        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=dataclasses.replace(learner, context=(("avg_ticket", 2),)), holdout=0.1, seed=7)
-    with pytest.raises(ValueError, match="field 'learn_from'.*cannot learn from itself"):
-        assign_wave(PolarsEngine(), lake, campaign_id="spring2", wave=3, policy=dataclasses.replace(pol, learn_from="spring2"), holdout=0.1, seed=7)
+    with pytest.raises(ValueError, match="learn_from: campaign 'autumn' learned reward conversion, this policy learns revenue"):
+        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=dataclasses.replace(pol, reward="revenue"), learn_from="autumn", holdout=0.1, seed=7)
+    with pytest.raises(ValueError, match="learn_from: campaign 'autumn' has context.*field 'context' must be the same"):
+        assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=dataclasses.replace(pol, context=(("avg_ticket", 2),)), learn_from="autumn", holdout=0.1, seed=7)
+    with pytest.raises(ValueError, match="learn_from: campaign 'spring2' cannot learn from itself"):
+        assign_wave(PolarsEngine(), lake, campaign_id="spring2", wave=3, policy=pol, learn_from="spring2", holdout=0.1, seed=7)
+    with pytest.raises(ValueError, match="learn_from: policy thompson_beta has no model to start from"):
+        assign_wave(PolarsEngine(), lake, campaign_id="spring2", wave=3, policy=make_wave_policy("thompson_beta"), learn_from="autumn", holdout=0.1, seed=7)
     src = w.context.space                             # (each campaign its own wave: one email per customer per wave)
     cold = assign_wave(PolarsEngine(), lake, campaign_id="spring2", wave=3, policy=pol, holdout=0.1, seed=7)
-    warm = assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, policy=learner, holdout=0.1, seed=7)
+    warm = assign_wave(PolarsEngine(), lake, campaign_id="winter", wave=2, holdout=0.1, seed=7, **learner)
     space = warm.context.space
     assert space.prior_from == "autumn@context_state v1" and space.edges == src.edges and not cold.context.space.prior
     stats = cx.stats_from_rows(src, fb.tables["context_state"])

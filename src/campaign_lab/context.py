@@ -210,14 +210,13 @@ class RunContext:
             self.files.append({"file": str(p), "bytes": p.stat().st_size, "fingerprint": fingerprint_file(p)}); self._save()
         return p
 
-    def policy(self, name: str, *, reward: str, floor: float, learn_from: str = "") -> Policy:
-        "The wave policy `name` (per segment, or contextual_thompson, which may learn from an earlier campaign), or the configuration promoted as alias `name` (champion, challenger), recorded as a model used."
+    def policy(self, name: str, *, reward: str, floor: float) -> Policy:
+        "The wave policy `name` (per segment, or contextual_thompson), or the configuration promoted as alias `name` (champion, challenger), recorded as a model used."
         if name in POLICY_ALIASES:
-            if learn_from: raise ValueError(f"learn_from: the configuration promoted as '{name}' fixes the policy's fields; name the policy instead")
             path = self.use_model("policy", resolve_alias(self.settings.runs_dir, "policy", name), alias=name)
             config = json.loads(path.read_text())
             return make_wave_policy(config.pop("name"), **config)
-        return make_wave_policy(name, reward=reward, floor=floor, **({"learn_from": learn_from} if learn_from else {}))
+        return make_wave_policy(name, reward=reward, floor=floor)
 
     def save_policy(self, policy: Policy) -> Path:
         "Save the policy configuration a run used as its promotable artefact."

@@ -49,7 +49,6 @@ class ContextualThompson:
     exploration: float = 0.35      # posterior sd multiplier in the draws: 1 is plain Thompson sampling; below 1 explores less
     balance: float = 3.0           # in the fit, a (cell, variant)'s sends count at most this many times its cell's even share (`balanced`); 0: as sent
     balance_floor: float = 100.0   # ... and at least this many of them count in full: a small campaign's leaders carry most of what it knows
-    learn_from: str = ""           # an earlier contextual campaign whose posterior mean is this campaign's prior (`transfer_prior`); "": none
     name: str = "contextual_thompson"
     def __post_init__(self):
         _check(self.reward in REWARDS, self.name, "reward", f"must be {', '.join(REWARDS)}, got {self.reward!r}")
@@ -66,7 +65,6 @@ class ContextualThompson:
         _check(self.exploration > 0, self.name, "exploration", "must be positive")
         _check(self.balance == 0 or self.balance >= 1, self.name, "balance", "must be 0 (the sums as sent) or at least 1 (even shares)")
         _check(self.balance_floor >= 0, self.name, "balance_floor", "must be at least 0")
-        _check(isinstance(self.learn_from, str), self.name, "learn_from", f"must be a campaign id or empty, got {self.learn_from!r}")
 
 # %% ../../nbs/32_contextual.ipynb #dc1f349a
 def variant_levels(variants: pl.DataFrame) -> pl.DataFrame:

@@ -329,6 +329,7 @@ def assign_wave(
     holdout: float,            # share of each segment kept as untreated control
     seed: int,                 # with campaign and wave, fixes every customer's draws
     window_days: int = 7,      # a contextual policy's attribution window: earlier waves younger than this are still pending
+    learn_from: str = "",      # a contextual campaign's first wave: the earlier campaign it starts from (`learned_prior`); "": the spec's, if any
 ) -> Wave:
     "Assign one wave of a campaign (per segment, or with the contextual policy), or return it unchanged if it was assigned the same way before."
     arms = campaign_arms(reader, campaign_id)
@@ -338,6 +339,7 @@ def assign_wave(
     arms, stopped = guard_arms(arms, status) if status is not None else (arms, [])
     lake_state = reader.read("bandit_state") if reader.has("bandit_state") else None
     ctx = isinstance(policy, ContextualThompson)   # its reports and feedback keep the per-segment state beside its own
+    if learn_from and not ctx: raise ValueError(f"learn_from: policy {policy.name} has no model to start from; learn_from is for contextual_thompson")
     # allocating needs the arms' statistics, not the event ids folded into them (feedback reads those, for its batch's ids only)
     state = state_for_campaign(lake_state, None, arms, feedback_policy(policy.reward) if ctx else policy)
     previous = wave_assignments(reader, wave)
@@ -350,7 +352,7 @@ def assign_wave(
         raise ValueError(msg)
     if ctx: return _contextual_wave(engine, reader, state, audience, arms, campaign_id=campaign_id, wave=wave, policy=policy, holdout=holdout,
                                     seed=seed, window_days=window_days, first=lake_state is None or lake_state.filter(campaign_id=campaign_id).is_empty(),
-                                    status=status, stopped=tuple(stopped))
+                                    status=status, stopped=tuple(stopped), learn_from=learn_from, spec_learn_from=rules.learn_from)
     rows = engine.assign(state, audience, policy=policy, holdout=holdout, seed=seed, wave=wave, campaign_id=campaign_id).sort("customer_id")
     tables = {"assignments": rows}    # appended as a new part: the earlier waves are not rewritten
     if lake_state is None or lake_state.filter(campaign_id=campaign_id).is_empty(): tables["bandit_state"] = state.table
@@ -508,13 +510,13 @@ def context_inputs(
 # %% ../../nbs/35_waves.ipynb #b09dfe56
 def learned_prior(
     reader: Reader,
-    source: str,               # the earlier contextual campaign (the policy's `learn_from`)
+    source: str,               # the earlier contextual campaign (the wave's or the spec's `learn_from`)
     space: ContextSpace,       # this campaign's space, fitted at its first wave
     policy: ContextualThompson,
     *,
     at: dt.datetime,           # now: the source's waves still pending count by their arrived share, as in its own waves
     window_days: float,
-    named: str = "policy field 'learn_from'",   # where the source was named, for the errors
+    named: str = "learn_from",   # where the source was named, for the errors
 ) -> ContextSpace:             # the space with the source's bin edges and its posterior mean as the prior (`transfer_prior`)
     "The prior a contextual campaign starts from when it learns from an earlier one: that campaign's posterior mean from its latest statistics."
     known = context_space(reader, source)
@@ -531,7 +533,8 @@ def learned_prior(
     return transfer_prior(src, context_posterior(src, stats, counted).mean, space, f"{source}@context_state v{version}")
 
 # %% ../../nbs/35_waves.ipynb #ef5aabc6
-def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave, policy, holdout, seed, window_days, first, status, stopped) -> Wave:
+def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave, policy, holdout, seed, window_days, first, status, stopped,
+                     learn_from="", spec_learn_from="") -> Wave:
     "The contextual half of `assign_wave`: features, the frozen space, pending weights, the allocation over eligible pairs, keyed draws."
     feats, day, stored = engine.context(reader, audience)
     feats = feats.sort("customer_id")   # the rows' order: the cells below line up with them
@@ -541,17 +544,17 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
         variants = reader.read("variants", validate=False).join(reader.read("arms", validate=False).filter(campaign_id=campaign_id)
                                                                 .select("variant_id").unique(), on="variant_id", how="semi")
         space = fit_space(feats, variants, policy)
-        if policy.learn_from == campaign_id: raise ValueError(f"policy field 'learn_from': campaign '{campaign_id}' cannot learn from itself")
-        source = policy.learn_from or campaign_rules(reader.read("campaigns") if reader.has("campaigns") else None, campaign_id).learn_from   # the run's, or the spec's
-        named = "policy field 'learn_from'" if policy.learn_from else f"campaign '{campaign_id}' spec key 'learn_from'"
+        if learn_from == campaign_id: raise ValueError(f"learn_from: campaign '{campaign_id}' cannot learn from itself")
+        source = learn_from or spec_learn_from   # the run's, or the spec's
+        named = "learn_from" if learn_from else f"campaign '{campaign_id}' spec key 'learn_from'"
         if source: space = learned_prior(reader, source, space, policy, at=at, window_days=window_days, named=named)
     else:
         space, counted = known
         check_counted(campaign_id, counted, policy)
-        if policy.learn_from and policy.learn_from != space.prior_from.split("@")[0]:
-            raise ValueError(f"policy field 'learn_from': campaign '{campaign_id}' fixed its prior at its first contextual wave "
+        if learn_from and learn_from != space.prior_from.split("@")[0]:
+            raise ValueError(f"learn_from: campaign '{campaign_id}' fixed its prior at its first contextual wave "
                              f"({'from ' + space.prior_from if space.prior_from else 'learning from no earlier campaign'}); it cannot learn from "
-                             f"'{policy.learn_from}' now: start a new campaign id to learn from it")
+                             f"'{learn_from}' now: start a new campaign id to learn from it")
     if unknown := sorted(set(arms["variant_id"].to_list()) - set(space.variants)):
         raise ValueError(f"campaign '{campaign_id}': variant(s) {unknown[:5]} are not in its contextual space (fitted at its first wave): "
                          "a campaign's variants are fixed once it runs contextually; start a new campaign id for a new catalogue")
