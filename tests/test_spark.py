@@ -2,7 +2,7 @@
 
 One small project is prepared once (synthetic chain, champion segmenter, both demo campaigns'
 variants) and copied: the copy runs segment_apply, wave (per segment and contextual) and feedback with `engine=spark`, the
-original with `engine=polars`, and the lake tables must agree. Spark runs on `local[2]` (Java 17 is
+original with `engine=polars`, and the lake tables must agree (a contextual campaign that learns from another included). Spark runs on `local[2]` (Java 17 is
 on the machine; `make test` installs the `spark` extra).
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
 
 SENT = "2026-11-02T09:00:00"      # the wave's time on a pinned clock; the world answers a week later
 ANSWERED = "2026-11-09T09:00:00"
+LATER = "2026-11-16T09:00:00"     # the contextual wave's answers
 
 
 def cli(root: Path, *args, env=None, at: str = SENT) -> subprocess.CompletedProcess:
@@ -35,9 +36,9 @@ def cli(root: Path, *args, env=None, at: str = SENT) -> subprocess.CompletedProc
                           env=(env or cli_env(root)) | {"CAMPAIGN_LAB_CLOCK": at}, timeout=900)
 
 
-def feedback_args(root: Path, campaign: str, events: Path | None = None) -> list[str]:
+def feedback_args(root: Path, campaign: str, events: Path | None = None, wave: int = 0) -> list[str]:
     box = root / "inbox" / "events"
-    return ["run", "feedback", "-p", f"campaign_id={campaign}", "-p", "wave=0", "-p", f"events_path={events or box / f'{campaign}_wave0.parquet'}",
+    return ["run", "feedback", "-p", f"campaign_id={campaign}", "-p", f"wave={wave}", "-p", f"events_path={events or box / f'{campaign}_wave{wave}.parquet'}",
             "-p", f"mapping={box / 'mapping.yaml'}"]
 
 
@@ -93,6 +94,13 @@ def test_spark_pipelines_give_the_polars_answers(pair):
         ctx_wave(2)
         ok(cli(root, "run", "ingest", "-p", "table=transactions", "-p", f"paths=[{got.orders}]", at=ANSWERED))
         ctx_wave(3)
+        # the contextual feedback (its statistics), then spring_menu's first contextual wave learning from win_back (learn_from):
+        # on Spark, the same prior in its frozen space and the same draws
+        ok(cli(root, "run", "export", "-p", "campaign_id=win_back", "-p", "wave=3", at=ANSWERED))
+        world_answers(root, dt.datetime.fromisoformat(LATER))
+        ok(cli(root, *feedback_args(root, "win_back", wave=3), "-p", f"engine={engine}", at=LATER))
+        ok(cli(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=2", "-p", "policy=contextual_thompson", "-p", "reward=revenue",
+               "-p", "learn_from=win_back", "-p", f"engine={engine}", at=LATER))
     same = lambda t, drop, keys: read_table(a / "lake", t).drop(drop).sort(keys).equals(read_table(b / "lake", t).drop(drop).sort(keys))
     assert same("segments", "assigned_at", "customer_id")                              # the same segment labels
     pa, pb = (read_table(r / "lake", "segment_profiles") for r in (a, b))
@@ -102,6 +110,12 @@ def test_spark_pipelines_give_the_polars_answers(pair):
     stamp = read_table(b / "lake", "customer_features").select("transactions_version").unique().item()
     assert stamp < table_versions(b / "lake", "transactions")[-1].version      # so wave 3 computed its features from the orders, on Spark
     assert same("context_cells", [], ["campaign_id", "wave", "customer_id"]) and same("context_space", "created_at", "campaign_id")
+    learned = read_table(b / "lake", "context_space").filter(campaign_id="spring_menu")
+    assert learned.height == 1 and json.loads(learned["space"].item())["prior_from"].startswith("win_back@context_state v")   # the prior, on both
+    keys = ["campaign_id", "version", "wave", "cell", "variant_id"]   # the contextual statistics after feedback on each engine
+    ca, cb = (read_table(r / "lake", "context_state").drop("updated_at").sort(keys) for r in (a, b))
+    sums = ["reward_sum", "reward_sq_sum"]
+    assert ca.height and ca.drop(sums).equals(cb.drop(sums)) and np.allclose(ca.select(sums).to_numpy(), cb.select(sums).to_numpy(), rtol=1e-12)
     from campaign_lab.waves import programme_holdout
     ids = read_table(b / "lake", "assignments")["customer_id"].to_numpy()
     assert len(ids) and not programme_holdout(ids, share=0.05, seed=11).any()          # the programme holdout, kept out on both engines
@@ -113,7 +127,7 @@ def test_spark_pipelines_give_the_polars_answers(pair):
     assert same("bandit_seen", [], ["campaign_id", "event_id"])
     manifests = [json.loads(p.read_text()) for p in (b / "runs").glob("*/manifest.json")]
     manifests = [m for m in manifests if m["metrics"].get("engine") == "spark"]
-    assert sorted(m["pipeline"] for m in manifests) == ["feedback", "segment_apply", "wave", "wave", "wave", "wave"]
+    assert sorted(m["pipeline"] for m in manifests) == ["feedback", "feedback", "segment_apply", "wave", "wave", "wave", "wave", "wave"]
     gone = read_table(b / "lake", "events").filter(pl.col("event_type").cast(pl.String).is_in(["unsubscribe", "complaint"]), campaign_id="spring_menu")
     w1 = read_table(b / "lake", "assignments").filter(wave=1)
     assert gone.height and w1.height and w1.join(gone.select("customer_id"), on="customer_id", how="semi").is_empty()
