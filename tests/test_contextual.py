@@ -174,6 +174,14 @@ def test_contextual_waves_through_the_pipelines(project):
     text = "\n".join(o.get("text", "") or str(o.get("data", {}).get("text/markdown", "")) for c in nbformat.read(report, 4).cells for o in c.get("outputs", []))
     assert "contextual model's statistics version 1" in text and "wave 0 at" in text, text[:2000]
     assert "(stored by segment_apply)" in text    # no ingest since segment_apply: the features it stored
+    # what the model learned, for a reviewer: every factor level of the space, against its factor's average level
+    eff = pl.read_csv(report.parent / "model_effects.csv")
+    sm_space = cx.ContextSpace.from_json(space["space"][0])
+    assert eff.height == sum(len(levels) for _, levels in sm_space.levels) and "model_effects.csv" in str(nbformat.read(report, 4).cells)
+    assert eff.group_by("factor").agg(pl.col("effect").sum())["effect"].abs().max() < 1e-9
+    assert ((eff["low"] < eff["effect"]) & (eff["effect"] < eff["high"])).all()
+    r0 = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 0)
+    assert "the model has learned nothing to show" in str(nbformat.read(r0, 4).cells) and not (r0.parent / "model_effects.csv").exists()
     cc = pl.read_csv(report.parent / "champion_challenger.csv")          # weighed before sending, on wave 0's logged sends
     assert cc["policy"].to_list() == ["contextual_thompson (this wave)", "per-segment thompson (baseline)"] and (cc["sends"] > 0).all()
     # promotion by alias: wave 1's configuration as champion draws wave 2
@@ -194,6 +202,7 @@ def test_contextual_waves_through_the_pipelines(project):
     assert wb.prior_from == "spring_menu@context_state v1" and wb.edges == sm.edges and len(wb.prior) == len(cx.coefficient_names(wb))
     r3 = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 3)
     assert "Its prior mean is what spring_menu@context_state v1 learned" in "\n".join(str(o) for c in nbformat.read(r3, 4).cells for o in c.get("outputs", []))
+    assert pl.read_csv(r3.parent / "model_effects.csv").height == sum(len(levels) for _, levels in wb.levels if len(levels) > 1)   # the prior's
     bad = _run(root, "run", "wave", "-p", "campaign_id=win_back", "-p", "wave=4", "-p", "policy=contextual_thompson", "-p", "reward=revenue",
                "-p", "learn_from=autumn", at="2026-11-14T09:00:00", ok=False)
     assert bad.returncode != 0 and "learn_from" in bad.stdout + bad.stderr and "spring_menu" in bad.stdout + bad.stderr

@@ -150,6 +150,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.empty_stats': ( 'contextual.html#empty_stats',
                                                                                   'campaign_lab/contextual.py'),
+                                         'campaign_lab.contextual.factor_effects': ( 'contextual.html#factor_effects',
+                                                                                     'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.fit_space': ('contextual.html#fit_space', 'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.posterior': ('contextual.html#posterior', 'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.prior_blocks': ( 'contextual.html#prior_blocks',

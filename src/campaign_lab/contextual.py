@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 from scipy import linalg
+from scipy.stats import norm as stats_norm
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,8 +23,8 @@ from .variants import Costs, offer_margin
 # %% auto #0
 __all__ = ['PRIORS', 'REWARDS', 'FACTORS', 'ContextualThompson', 'variant_levels', 'ContextSpace', 'fit_space', 'cells',
            'cell_design', 'variant_design', 'ContextStats', 'empty_stats', 'update_stats', 'balanced', 'prior_blocks',
-           'Posterior', 'posterior', 'allocation', 'coefficient_names', 'transfer_prior', 'assign_cells', 'wave_stats',
-           'arrived_share', 'stats_from_rows']
+           'Posterior', 'posterior', 'factor_effects', 'allocation', 'coefficient_names', 'transfer_prior',
+           'assign_cells', 'wave_stats', 'arrived_share', 'stats_from_rows']
 
 # %% ../../nbs/32_contextual.ipynb #6f8857ec
 PRIORS = ("evidence", "fixed")                 # evidence: each block's prior fitted to the data; fixed: prior_precision for every coefficient
@@ -256,6 +257,34 @@ def posterior(space: ContextSpace, stats: ContextStats, policy: ContextualThomps
             if done: break
     L, mean = _solve(A0, b, lam[block], m0)
     return Posterior(mean, L, noise_of(mean, N), N, lam[block])
+
+# %% ../../nbs/32_contextual.ipynb #c84ed8b2
+def factor_effects(
+    space: ContextSpace,
+    stats: ContextStats,
+    policy: ContextualThompson,
+    weights: np.ndarray | None = None,   # (cells,) customers per cell to average over; every cell alike when None
+    *,
+    level: float = 0.95,                 # the intervals' posterior probability
+) -> pl.DataFrame:                       # factor, level, effect, low, high: per send, against the factor's average level
+    "Each factor level's effect on a send's expected reward over the customers' cells, with its posterior interval (factors with 2+ levels)."
+    w = np.ones(space.n_cells) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (space.n_cells,) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights: must be {space.n_cells} non-negative numbers (customers per cell) with a positive sum")
+    post = posterior(space, stats, policy)
+    zbar = w @ cell_design(space) / w.sum()
+    names, contrasts, at = [], [], 1
+    for name, levels in space.levels:
+        for j, lv in enumerate(levels if len(levels) > 1 else ()):   # a factor with one level in this campaign cannot differ
+            e = np.zeros(variant_design(space).shape[1]); e[at:at + len(levels)] = -1 / len(levels); e[at + j] += 1
+            names.append((name, lv)); contrasts.append(np.kron(zbar, e))
+        at += len(levels)
+    C = np.array(contrasts)
+    sd = np.sqrt(post.noise) * np.linalg.norm(linalg.solve_triangular(post.chol, C.T, lower=True), axis=0)
+    q = stats_norm.ppf(0.5 + level / 2)
+    eff = C @ post.mean
+    return pl.DataFrame({"factor": [n for n, _ in names], "level": [str(lv) for _, lv in names],
+                         "effect": eff, "low": eff - q * sd, "high": eff + q * sd})
 
 # %% ../../nbs/32_contextual.ipynb #96c82c46
 def allocation(
