@@ -180,6 +180,9 @@ def test_contextual_waves_through_the_pipelines(project):
     assert eff.height == sum(len(levels) for _, levels in sm_space.levels) and "model_effects.csv" in str(nbformat.read(report, 4).cells)
     assert eff.group_by("factor").agg(pl.col("effect").sum())["effect"].abs().max() < 1e-9
     assert ((eff["low"] < eff["effect"]) & (eff["effect"] < eff["high"])).all()
+    by = pl.read_csv(report.parent / "model_effects_by_segment.csv")   # each segment's favoured level of each factor, named
+    assert by["segment"].to_list() == sorted(sm_space.segments) and by.columns[:2] == ["segment", "name"] and by["name"].null_count() == 0
+    assert by.columns[2:] == [n for n, levels in sm_space.levels if len(levels) > 1] and by["offer"].str.contains(r" \([+-]?\$").all()
     r0 = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 0)
     assert "the model has learned nothing to show" in str(nbformat.read(r0, 4).cells) and not (r0.parent / "model_effects.csv").exists()
     cc = pl.read_csv(report.parent / "champion_challenger.csv")          # weighed before sending, on wave 0's logged sends

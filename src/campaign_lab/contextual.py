@@ -266,25 +266,29 @@ def factor_effects(
     weights: np.ndarray | None = None,   # (cells,) customers per cell to average over; every cell alike when None
     *,
     level: float = 0.95,                 # the intervals' posterior probability
+    by_segment: bool = False,            # the same for each segment's cells (a `segment` column; segments without weight left out)
 ) -> pl.DataFrame:                       # factor, level, effect, low, high: per send, against the factor's average level
     "Each factor level's effect on a send's expected reward over the customers' cells, with its posterior interval (factors with 2+ levels)."
     w = np.ones(space.n_cells) if weights is None else np.asarray(weights, dtype=float)
     if w.shape != (space.n_cells,) or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights: must be {space.n_cells} non-negative numbers (customers per cell) with a positive sum")
-    post = posterior(space, stats, policy)
-    zbar = w @ cell_design(space) / w.sum()
-    names, contrasts, at = [], [], 1
+    post, Z = posterior(space, stats, policy), cell_design(space)
+    names, E, at = [], [], 1
     for name, levels in space.levels:
         for j, lv in enumerate(levels if len(levels) > 1 else ()):   # a factor with one level in this campaign cannot differ
             e = np.zeros(variant_design(space).shape[1]); e[at:at + len(levels)] = -1 / len(levels); e[at + j] += 1
-            names.append((name, lv)); contrasts.append(np.kron(zbar, e))
+            names.append((name, str(lv))); E.append(e)
         at += len(levels)
-    C = np.array(contrasts)
-    sd = np.sqrt(post.noise) * np.linalg.norm(linalg.solve_triangular(post.chol, C.T, lower=True), axis=0)
-    q = stats_norm.ppf(0.5 + level / 2)
-    eff = C @ post.mean
-    return pl.DataFrame({"factor": [n for n, _ in names], "level": [str(lv) for _, lv in names],
-                         "effect": eff, "low": eff - q * sd, "high": eff + q * sd})
+    groups = [(s, w * Z[:, 1 + i]) for i, s in enumerate(space.segments)] if by_segment else [(None, w)]
+    q, out = stats_norm.ppf(0.5 + level / 2), []
+    for seg, wg in groups:
+        if wg.sum() <= 0: continue
+        C = np.einsum("a,li->lai", wg @ Z / wg.sum(), np.array(E)).reshape(len(E), -1)   # kron(z-bar, e) per level
+        sd = np.sqrt(post.noise) * np.linalg.norm(linalg.solve_triangular(post.chol, C.T, lower=True), axis=0)
+        eff = C @ post.mean
+        out.append(pl.DataFrame({"factor": [n for n, _ in names], "level": [lv for _, lv in names], "effect": eff,
+                                 "low": eff - q * sd, "high": eff + q * sd}).with_columns(**({"segment": pl.lit(seg, pl.Int16)} if by_segment else {})))
+    return pl.concat(out).select(*(["segment"] if by_segment else []), "factor", "level", "effect", "low", "high")
 
 # %% ../../nbs/32_contextual.ipynb #96c82c46
 def allocation(
