@@ -265,22 +265,23 @@ def factor_effects(
     policy: ContextualThompson,
     weights: np.ndarray | None = None,   # (cells,) customers per cell to average over; every cell alike when None
     *,
-    level: float = 0.95,                 # the intervals' posterior probability
+    interval: float = 0.95,              # the intervals' posterior probability
     by_segment: bool = False,            # the same for each segment's cells (a `segment` column; segments without weight left out)
 ) -> pl.DataFrame:                       # factor, level, effect, low, high: per send, against the factor's average level
     "Each factor level's effect on a send's expected reward over the customers' cells, with its posterior interval (factors with 2+ levels)."
     w = np.ones(space.n_cells) if weights is None else np.asarray(weights, dtype=float)
     if w.shape != (space.n_cells,) or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights: must be {space.n_cells} non-negative numbers (customers per cell) with a positive sum")
-    post, Z = posterior(space, stats, policy), cell_design(space)
+    if not 0 < interval < 1: raise ValueError(f"interval: must be a probability in (0, 1), got {interval!r}")
+    post, Z, dv = posterior(space, stats, policy), cell_design(space), 1 + sum(len(l) for _, l in space.levels)
     names, E, at = [], [], 1
     for name, levels in space.levels:
         for j, lv in enumerate(levels if len(levels) > 1 else ()):   # a factor with one level in this campaign cannot differ
-            e = np.zeros(variant_design(space).shape[1]); e[at:at + len(levels)] = -1 / len(levels); e[at + j] += 1
+            e = np.zeros(dv); e[at:at + len(levels)] = -1 / len(levels); e[at + j] += 1
             names.append((name, str(lv))); E.append(e)
         at += len(levels)
     groups = [(s, w * Z[:, 1 + i]) for i, s in enumerate(space.segments)] if by_segment else [(None, w)]
-    q, out = stats_norm.ppf(0.5 + level / 2), []
+    q, out = stats_norm.ppf(0.5 + interval / 2), []
     for seg, wg in groups:
         if wg.sum() <= 0: continue
         C = np.einsum("a,li->lai", wg @ Z / wg.sum(), np.array(E)).reshape(len(E), -1)   # kron(z-bar, e) per level
