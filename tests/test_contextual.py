@@ -187,6 +187,8 @@ def test_contextual_waves_through_the_pipelines(project):
     assert "the model has learned nothing to show" in str(nbformat.read(r0, 4).cells) and not (r0.parent / "model_effects.csv").exists()
     cc = pl.read_csv(report.parent / "champion_challenger.csv")          # weighed before sending, on wave 0's logged sends
     assert cc["policy"].to_list() == ["contextual_thompson (this wave)", "per-segment thompson (baseline)"] and (cc["sends"] > 0).all()
+    assert cc["difference"][0] is None and cc["difference"][1] == pytest.approx(cc["value"][1] - cc["value"][0])   # paired, on the same sends
+    assert "**per-segment thompson (baseline)** against contextual_thompson (this wave)" in text and "paired on the same" in text
     # promotion by alias: wave 1's configuration as champion draws wave 2
     _run(root, "promote", "policy", report.parent.name, "--alias", "champion", at=t1)
     _run(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=2", "-p", "policy=champion", at="2026-11-08T09:00:00")

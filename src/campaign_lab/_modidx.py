@@ -788,6 +788,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'campaign_lab.waves.campaign_arms': ('waves.html#campaign_arms', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.candidate_probabilities': ( 'waves.html#candidate_probabilities',
                                                                                     'campaign_lab/waves.py'),
+                                    'campaign_lab.waves.challenger_verdict': ('waves.html#challenger_verdict', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.champion_challenger': ('waves.html#champion_challenger', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.check_batch': ('waves.html#check_batch', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.check_counted': ('waves.html#check_counted', 'campaign_lab/waves.py'),

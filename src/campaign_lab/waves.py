@@ -39,7 +39,8 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history', 'leaderboard',
            'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions',
            'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities', 'policy_estimate',
-           'champion_challenger', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
+           'champion_challenger', 'challenger_verdict', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation',
+           'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -440,6 +441,9 @@ class ContextWave(NamedTuple):
     features_as_of: dt.date    # the day the customers' features describe
     cell: np.ndarray           # each audience customer's cell, in the order of the wave's rows
     features_stored: bool = False   # read from what segment_apply stored (`customer_features`), else computed from the order log
+    eligible: np.ndarray | None = None   # (cells, variants): the pairs the allocation chose among (a stopped variant's are not)
+    policy: Any = None         # the ContextualThompson that drew it
+    key: tuple = ()            # (seed, campaign_id, wave): what its posterior draws are keyed by
 
 # %% ../../nbs/35_waves.ipynb #00515404
 def context_space(reader: Reader, campaign_id: str) -> tuple[ContextSpace, ContextualThompson] | None:
@@ -581,7 +585,7 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
     if first: tables["bandit_state"] = state.table
     return Wave(rows, state, audience, tables, unanswered(reader, campaign_id=campaign_id, wave=wave),
                 append=Wave._field_defaults["append"] | {"context_cells", "context_space"}, guardrails=status, stopped=stopped,
-                context=ContextWave(space, stats, version, weights, probs, day, cell, stored))
+                context=ContextWave(space, stats, version, weights, probs, day, cell, stored, eligible, policy, (seed, campaign_id, wave)))
 
 # %% ../../nbs/35_waves.ipynb #321ab429
 ALLOCATION_FILE = "allocation.json"   # the allocation record in a wave's run folder
@@ -736,7 +740,7 @@ def bandit_history(
             sent = g.filter(segment=seg)
             tie = len(pb) > 1 and bool(np.ptp(pb) < 1e-12)   # every arm equally likely (the prior): no leader yet
             out.append({"wave": int(w), "segment": int(seg), "state_version": int(v), "leader": None if tie else s["variant_id"][lead],
-                        "p_best": float(pb[lead]), "leader_share": None if tie else (float((sent["variant_id"] == s["variant_id"][lead]).mean()) if sent.height else 0.0),
+                        "p_best": float(pb[lead]), "leader_share": None if tie or not sent.height else float((sent["variant_id"] == s["variant_id"][lead]).mean()),
                         "sends": sent.height})
     schema = {"wave": pl.Int32, "segment": pl.Int16, "state_version": pl.Int64, "leader": pl.String, "p_best": pl.Float64,
               "leader_share": pl.Float64, "sends": pl.Int64}
@@ -760,8 +764,10 @@ def leaderboard(
         pl.col("rate", "rate_low", "rate_high").fill_nan(None),
         status=pl.when(pl.col("variant_id").is_in(list(stopped))).then(pl.lit("stopped by a guardrail"))
                  .when(pl.col("sends") > 0).then(pl.lit("")).otherwise(pl.lit("no sends yet")))
-    label = variants.select("variant_id", label=pl.concat_str("tonality", pl.lit(" / "), "offer_type", pl.lit(" "),
-                                                              pl.col("offer_value").cast(pl.String), pl.lit(" / "), "subject_template"))
+    value = pl.col("offer_value").round(2).cast(pl.String).str.replace(r"\.0$", "")   # 7.5, 25; none for an offer without a value
+    label = variants.select("variant_id", label=pl.concat_str("tonality", pl.lit(" / "), "offer_type",
+                                                              pl.when(pl.col("offer_value").fill_null(0) != 0).then(pl.lit(" ") + value).otherwise(pl.lit("")),
+                                                              pl.lit(" / "), "subject_template"))
     return (t.join(label, on="variant_id", how="left").sort(pl.col("rate").fill_null(-1.0), "sends", descending=True)
             .select("variant_id", "label", "sends", "conversions", "rate", "rate_low", "rate_high", "status"))
 
@@ -1003,7 +1009,8 @@ def attribute_orders(
               .select("customer_id", "ordered_at", "amount").collect()
               .join(this.select("customer_id"), on="customer_id", how="semi").sort("ordered_at"))
     touches = sends.join(this.select("customer_id"), on="customer_id", how="semi").filter(pl.col("sent_at") < end).sort("sent_at")
-    credited = (orders.join_asof(touches, left_on="ordered_at", right_on="sent_at", by="customer_id", strategy="backward")
+    # both sorted by time, so by time within each customer too: polars cannot check that for `by` groups and would warn in every report
+    credited = (orders.join_asof(touches, left_on="ordered_at", right_on="sent_at", by="customer_id", strategy="backward", check_sortedness=False)
                 .filter((pl.col("campaign_id") == campaign_id) & (pl.col("wave") == wave)
                         & (pl.col("ordered_at") < pl.col("sent_at") + dt.timedelta(days=days))))
     events = (credited.group_by("campaign_id", "wave", "customer_id", "variant_id")
@@ -1022,18 +1029,24 @@ def attribute_orders(
 def candidate_probabilities(
     w: Wave,                   # the wave being drawn: its customers, its state, and its contextual allocation if any
     logged: pl.DataFrame,      # customer_id, variant_id: the logged sends to weigh
-    policy,                    # a per-segment `Policy`, or the wave's own ContextualThompson
+    policy,                    # a per-segment `Policy`, or a ContextualThompson (the wave's own, or another configuration)
 ) -> np.ndarray:               # each logged send's probability under `policy`, given treatment (0 for a customer not in the wave)
-    "A candidate policy's probability of each logged (customer, variant) pair, for the customers of this wave as they are now."
+    """A candidate policy's probability of each logged (customer, variant) pair, for the customers of this wave as they are now. A
+    contextual candidate other than the wave's own draws its allocation as the wave would have with it: the campaign's space and
+    statistics, the same eligible pairs and posterior key; one that counts another reward or cap than the statistics is refused."""
     if isinstance(policy, ContextualThompson):
         if w.context is None: raise ValueError("candidate_probabilities: a contextual candidate needs a contextual wave (its cells and allocation)")
         c = w.context
+        probs = c.probs
+        if policy != c.policy:
+            check_counted(c.key[1], c.policy, policy)
+            probs = context_allocation(c.space, c.stats, policy, seed=c.key[0], campaign_id=c.key[1], wave=c.key[2], eligible=c.eligible)
         where = logged.select("customer_id", "variant_id").join(
             w.rows.select("customer_id").with_columns(cell=pl.Series(c.cell)), on="customer_id", how="left", maintain_order="left")
         v = where["variant_id"].replace_strict({x: i for i, x in enumerate(c.space.variants)}, default=-1, return_dtype=pl.Int64).to_numpy()
         cell = where["cell"].fill_null(-1).to_numpy()
         ok = (cell >= 0) & (v >= 0)
-        return np.where(ok, c.probs[np.maximum(cell, 0), np.maximum(v, 0)], 0.0)
+        return np.where(ok, probs[np.maximum(cell, 0), np.maximum(v, 0)], 0.0)
     alloc = allocation(w.state, policy).select("segment", "variant_id", "p")
     return (logged.select("customer_id", "variant_id").join(w.rows.select("customer_id", "segment"), on="customer_id", how="left", maintain_order="left")
             .join(alloc, on=["segment", "variant_id"], how="left", maintain_order="left")["p"].fill_null(0.0).to_numpy())
@@ -1046,17 +1059,24 @@ def policy_estimate(
     *,
     holdout: float,            # the holdout share the sends were assigned with
     alpha: float = 0.05,
-) -> dict:                     # sends, value (IPS per send), low, high, snips, ess
-    "Off-policy estimate of a candidate's reward per send from logged sends with exact propensities: IPS with its interval, SNIPS, ESS."
+    against: np.ndarray | None = None,   # another candidate's probabilities of the same pairs: also the difference from it
+) -> dict:                     # sends, value (IPS per send), low, high, snips, ess; with `against`: difference, difference_low, difference_high
+    """Off-policy estimate of a candidate's reward per send from logged sends with exact propensities: IPS with its interval, SNIPS, ESS;
+    and its difference from another candidate on the same sends, with the interval of the send-by-send differences (paired)."""
     n = len(reward)
-    if n == 0: return {"sends": 0, "value": None, "low": None, "high": None, "snips": None, "ess": 0.0}
-    w = np.asarray(target, float) / (np.asarray(propensity, float) / (1.0 - holdout))
-    t = w * np.asarray(reward, float)
-    se = float(t.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    if n == 0: return {"sends": 0, "value": None, "low": None, "high": None, "snips": None, "ess": 0.0} | (
+        {"difference": None, "difference_low": None, "difference_high": None} if against is not None else {})
+    scale = (1.0 - holdout) / np.asarray(propensity, float) * np.asarray(reward, float)
     z = float(stats.norm.ppf(1 - alpha / 2))
-    value = float(t.mean())
-    return {"sends": n, "value": value, "low": value - z * se, "high": value + z * se,
-            "snips": float(t.sum() / w.sum()) if w.sum() > 0 else None, "ess": float(w.sum() ** 2 / (w * w).sum()) if (w * w).sum() > 0 else 0.0}
+    def ips(t):   # mean and its interval
+        se = float(t.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        return float(t.mean()), float(t.mean()) - z * se, float(t.mean()) + z * se
+    w = np.asarray(target, float) * (1.0 - holdout) / np.asarray(propensity, float)
+    value, low, high = ips(np.asarray(target, float) * scale)
+    out = {"sends": n, "value": value, "low": low, "high": high,
+           "snips": float(value * n / w.sum()) if w.sum() > 0 else None, "ess": float(w.sum() ** 2 / (w * w).sum()) if (w * w).sum() > 0 else 0.0}
+    if against is None: return out
+    return out | dict(zip(("difference", "difference_low", "difference_high"), ips((np.asarray(target, float) - np.asarray(against, float)) * scale)))
 
 # %% ../../nbs/35_waves.ipynb #45ccdfb7
 def champion_challenger(
@@ -1066,16 +1086,39 @@ def champion_challenger(
     candidates: dict,          # name -> policy: the wave's own first, then challengers
     *,
     holdout: float,
-) -> pl.DataFrame:             # policy, sends, value, low, high, snips, ess: side by side, on the same logged sends
-    "Each candidate's estimated reward per send on the earlier waves' sends to this wave's customers, from their logged propensities."
+) -> pl.DataFrame:             # policy, sends, value, low, high, snips, ess, and difference, difference_low, difference_high from the first
+    """Each candidate's estimated reward per send on the earlier waves' sends to this wave's customers, from their logged propensities,
+    and each later one's difference from the first (the wave's own), paired on the same sends."""
     logged = (judged.filter(arm="treatment").join(rewards, on=["wave", "customer_id"])
               .join(w.rows.select("customer_id"), on="customer_id", how="semi").sort("wave", "customer_id"))
-    out = []
+    p, r = logged["propensity"].to_numpy(), logged["reward"].to_numpy()
+    out, first = [], None
     for name, pol in candidates.items():
-        est = policy_estimate(logged["propensity"].to_numpy(), candidate_probabilities(w, logged, pol), logged["reward"].to_numpy(), holdout=holdout)
-        out.append({"policy": name, **est})
-    schema = {"policy": pl.String, "sends": pl.Int64, "value": pl.Float64, "low": pl.Float64, "high": pl.Float64, "snips": pl.Float64, "ess": pl.Float64}
+        q = candidate_probabilities(w, logged, pol)
+        est = policy_estimate(p, q, r, holdout=holdout, against=first)
+        out.append({"policy": name, "difference": None, "difference_low": None, "difference_high": None} | est)
+        if first is None: first = q
+    schema = {"policy": pl.String, "sends": pl.Int64, "value": pl.Float64, "low": pl.Float64, "high": pl.Float64, "snips": pl.Float64, "ess": pl.Float64,
+              "difference": pl.Float64, "difference_low": pl.Float64, "difference_high": pl.Float64}
     return pl.DataFrame(out, schema=schema)
+
+# %% ../../nbs/35_waves.ipynb #37d323c0
+def challenger_verdict(
+    cc: pl.DataFrame,          # `champion_challenger`: the wave's own policy first
+    *,
+    money: bool,               # rewards in dollars (revenue, margin), else a rate per send (conversion)
+    min_ess: float = 100.0,    # fewer effective sends than this: the interval is said not to be trusted
+) -> str:                      # one sentence per challenger ('' with none)
+    "Each challenger against the wave's own policy on the same sends: ahead, behind, or not told apart by the paired 95% interval."
+    d = (lambda v: f"{'+' if v >= 0 else '-'}${abs(v):,.2f}") if money else (lambda v: f"{v * 100:+.2f} points")
+    own, said = cc["policy"][0], []
+    for r in cc.slice(1).iter_rows(named=True):
+        if r["difference"] is None: said.append(f"**{r['policy']}**: no logged sends to weigh it on."); continue
+        how = ("ahead" if r["difference_low"] > 0 else "behind" if r["difference_high"] < 0 else "not told apart from it on these sends")
+        said.append(f"**{r['policy']}** against {own}: {d(r['difference'])} per send (95% interval {d(r['difference_low'])} to "
+                    f"{d(r['difference_high'])}, paired on the same {r['sends']:,} sends): **{how}**."
+                    + (f" Its estimate rests on {r['ess']:,.0f} effective sends: too few for the interval to be trusted." if r["ess"] < min_ess else ""))
+    return " ".join(said)
 
 # %% ../../nbs/35_waves.ipynb #b81dc3fe
 @dataclasses.dataclass(frozen=True)
