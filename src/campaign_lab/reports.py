@@ -122,7 +122,7 @@ def summary_markdown(record: RunRecord) -> str:
                   ", ".join(f["examples"][:3]), "; ".join(f["example_keys"][:3])] for f in failures],
                 ["table", "column", "rule", "rows", "examples", "at"]))
     if m.metrics:
-        out.append("## Metrics\n\n" + _md_table([[k, format_metric(k, v)] for k, v in m.metrics.items() if k not in ("verdict_reason",)],
+        out.append("## Metrics\n\n" + _md_table([[k, format_metric(k, v)] for k, v in m.metrics.items() if k not in ("verdict_reason",) and v != ""],
                                                 ["metric", "value"]))
     return "\n\n".join(out)
 
