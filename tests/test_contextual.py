@@ -47,6 +47,18 @@ def test_bad_tables_name_the_column(world):
         cx.update_stats(s, space, pl.DataFrame({"send_id": ["a"], "cell": [space.n_cells], "variant_id": [space.variants[0]], "reward": [1.0]}), pol)
     with pytest.raises(ValueError, match="negative reward"):
         cx.update_stats(s, space, pl.DataFrame({"send_id": ["a"], "cell": [0], "variant_id": [space.variants[0]], "reward": [-1.0]}), pol)
+    nan = lambda df, col: df.with_columns(pl.when(pl.int_range(pl.len()) < 2).then(float("nan")).otherwise(pl.col(col)).alias(col))
+    with pytest.raises(ValueError, match="features: column 'recency_days' has 2 NaN or infinite"):
+        cx.fit_space(nan(feats, "recency_days"), variants, pol)
+    with pytest.raises(ValueError, match="features: column 'offer_share' has 2 NaN or infinite"):
+        cx.cells(space, nan(feats, "offer_share"))
+    sends = pl.DataFrame({"send_id": ["a", "b", "c"], "cell": [0, 0, 0], "variant_id": [space.variants[0]] * 3, "reward": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="sends: column 'reward' has 2 NaN"):
+        cx.update_stats(s, space, nan(sends, "reward"), pol)
+    assert cx.update_stats(s, space, sends.with_columns(reward=pl.lit(float("inf"))), pol).s.sum() == 3 * pol.reward_cap   # capped
+    with pytest.raises(ValueError, match="conversions: column 'revenue' has 1 NaN"):
+        cx.wave_stats(pl.DataFrame({"customer_id": [1], "variant_id": [space.variants[0]], "cell": [0]}),
+                      pl.DataFrame({"customer_id": [1], "revenue": [float("nan")]}), pol)
     with pytest.raises(ValueError, match="in no cell"):
         cx.assign_cells(np.full((space.n_cells, len(space.variants)), 1 / len(space.variants)), np.array([-1]), np.array([1]),
                         holdout=0.1, seed=1, campaign_id="c", wave=0)

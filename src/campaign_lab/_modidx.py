@@ -136,6 +136,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                        'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.Posterior': ('contextual.html#posterior', 'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual._check': ('contextual.html#_check', 'campaign_lab/contextual.py'),
+                                         'campaign_lab.contextual._finite': ('contextual.html#_finite', 'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual._solve': ('contextual.html#_solve', 'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.allocation': ('contextual.html#allocation', 'campaign_lab/contextual.py'),
                                          'campaign_lab.contextual.arrived_share': ( 'contextual.html#arrived_share',

@@ -34,6 +34,11 @@ FACTORS = ("tonality", "offer", "subject_template", "cta")   # offer: the offer 
 def _check(ok: bool, name: str, field: str, msg: str):
     if not ok: raise ValueError(f"{name}: field '{field}' {msg}")
 
+def _finite(x: np.ndarray, table: str, column: str, what: str) -> np.ndarray:
+    "`x`, or an error naming the table, the column and how many values are NaN or infinite: such a value would bin or sum silently wrong."
+    if not (ok := np.isfinite(x)).all(): raise ValueError(f"{table}: column '{column}' has {int((~ok).sum()):,} NaN or infinite value(s): {what}")
+    return x
+
 @dataclasses.dataclass(frozen=True)
 class ContextualThompson:
     "Thompson sampling on a Bayesian linear model of a send's reward: the customer's context crossed with the variant's factors."
@@ -109,7 +114,7 @@ def fit_space(
     if missing: raise ValueError(f"features: missing column(s) {', '.join(missing)} (the policy's context)")
     edges = []
     for f, bins in policy.context:
-        x = features[f].cast(pl.Float64).drop_nulls().to_numpy()
+        x = _finite(features[f].cast(pl.Float64).drop_nulls().to_numpy(), "features", f, "a context feature must be a finite number")
         q = np.unique(np.quantile(x, np.arange(1, bins) / bins)) if bins > 1 and x.size else np.array([])
         edges.append((f, tuple(float(v) for v in q)))
     v = variant_levels(variants).sort("variant_id")
@@ -129,7 +134,7 @@ def cells(space: ContextSpace, features: pl.DataFrame) -> np.ndarray:
     cell = lut[np.where(seg < 0, len(lut) - 1, seg)]
     known = cell >= 0
     for f, e in space.edges:
-        x = features[f].cast(pl.Float64).fill_null(0.0).to_numpy()
+        x = _finite(features[f].cast(pl.Float64).fill_null(0.0).to_numpy(), "features", f, "a context feature must be a finite number")
         bin_ = np.zeros(len(x), dtype=np.int64)
         for edge in e: bin_ += x >= edge           # a few edges: comparisons beat a binary search per customer
         cell = cell * (len(e) + 1) + bin_
@@ -183,7 +188,8 @@ def update_stats(
     v = new["variant_id"].cast(pl.Enum(list(space.variants))).to_physical().cast(pl.Int64).to_numpy()
     c = new["cell"].cast(pl.Int64).to_numpy()
     if ((c < 0) | (c >= space.n_cells)).any(): raise ValueError(f"sends: cell out of range [0, {space.n_cells})")
-    r = np.clip(new["reward"].cast(pl.Float64).fill_null(0.0).to_numpy(), -policy.reward_cap, policy.reward_cap)
+    r = np.clip(new["reward"].cast(pl.Float64).fill_null(0.0).to_numpy(), -policy.reward_cap, policy.reward_cap)   # an infinite one: the cap
+    _finite(r, "sends", "reward", "a send's reward must be a number")
     if policy.reward != "margin" and (r < 0).any(): raise ValueError(f"sends: negative reward for a {policy.reward} reward")
     at, size, shape = c * len(space.variants) + v, stats.n.size, stats.n.shape
     add = lambda w: np.bincount(at, weights=w, minlength=size).reshape(shape)   # one pass per sum (np.add.at is slower)
@@ -383,6 +389,9 @@ def wave_stats(
     need = ("customer_id", "variant_id", "cell") + (("offer_type", "offer_value") if policy.reward == "margin" else ())
     missing = [c for c in need if c not in sends.columns] + [f"conversions.{c}" for c in ("customer_id", "revenue") if c not in conversions.columns]
     if missing: raise ValueError(f"wave_stats: missing column(s) {', '.join(missing)}")
+    if policy.reward != "conversion":   # an infinite revenue is capped below, a NaN would sum to NaN
+        _finite(conversions["revenue"].cast(pl.Float64).fill_null(0.0).clip(-policy.reward_cap, policy.reward_cap).to_numpy(),
+                "conversions", "revenue", "a conversion's revenue must be a number")
     per = conversions.group_by("customer_id").agg(r=pl.col("revenue").sum() if policy.reward != "conversion" else pl.lit(1.0))
     j = sends.select(*need).with_columns(pl.col("cell").cast(pl.Int32)).join(per, on="customer_id", how="left")
     if policy.reward == "margin":   # only a converted send has a margin; one that did not convert earns 0
