@@ -352,8 +352,8 @@ def _check_events(events: pl.DataFrame) -> pl.DataFrame:
         if n: raise ValueError(f"events: column '{c}' has {n} null value(s)")
     bad = ev.filter(~pl.col("event_type").is_in(list(EVENT_TYPES)))
     if bad.height: raise ValueError(f"events: column 'event_type' has unknown value(s) {sorted(bad['event_type'].unique().to_list())[:5]} (known: {', '.join(EVENT_TYPES)})")
-    bad = ev.filter(pl.col("revenue").is_null() | (pl.col("revenue") < 0))
-    if bad.height: raise ValueError(f"events: column 'revenue' has {bad.height} negative or null value(s) (first event_id={bad['event_id'][0]})")
+    bad = ev.filter(pl.col("revenue").is_null() | ~pl.col("revenue").is_finite() | (pl.col("revenue") < 0))   # a NaN would sum to NaN
+    if bad.height: raise ValueError(f"events: column 'revenue' has {bad.height} negative, null, NaN or infinite value(s) (first event_id={bad['event_id'][0]})")
     bad = ev.filter((pl.col("revenue") > 0) & (pl.col("event_type") != "conversion"))
     if bad.height: raise ValueError(f"events: column 'revenue' is positive on {bad.height} event(s) that are not conversions (first event_id={bad['event_id'][0]})")
     return ev

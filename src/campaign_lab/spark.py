@@ -258,7 +258,8 @@ def update_spark(
     known = EVENT_TYPES
     checks = ev.agg(*(F.sum(F.col(c).isNull().cast("int")).alias(c) for c in cols if c != "revenue"),
                     F.sum((~F.col("event_type").isin(*known)).cast("int")).alias("unknown_type"),
-                    F.sum((F.col("revenue").isNull() | (F.col("revenue") < 0)).cast("int")).alias("bad_revenue"),
+                    F.sum((F.col("revenue").isNull() | F.isnan("revenue") | (F.col("revenue") < 0) | (F.col("revenue") == float("inf")))
+                          .cast("int")).alias("bad_revenue"),
                     F.sum(((F.col("revenue") > 0) & (F.col("event_type") != "conversion")).cast("int")).alias("revenue_not_conversion")).first()
     for c in cols:
         if c != "revenue" and checks[c]: raise ValueError(f"events: column '{c}' has {checks[c]} null value(s)")
@@ -266,7 +267,7 @@ def update_spark(
         bad = [r[0] for r in ev.where(~F.col("event_type").isin(*known)).select("event_type").distinct().limit(5).collect()]
         raise ValueError(f"events: column 'event_type' has unknown value(s) {sorted(bad)} (known: {', '.join(known)})")
     if checks["bad_revenue"]:
-        raise ValueError(f"events: column 'revenue' has {checks['bad_revenue']} negative or null value(s)")
+        raise ValueError(f"events: column 'revenue' has {checks['bad_revenue']} negative, null, NaN or infinite value(s)")
     if checks["revenue_not_conversion"]:
         raise ValueError(f"events: column 'revenue' is positive on {checks['revenue_not_conversion']} event(s) that are not conversions")
     ev = ev.dropDuplicates(["event_id"])
