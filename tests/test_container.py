@@ -86,6 +86,9 @@ def test_image_runs_a_cycle_as_its_own_user_and_serves_healthy(image, tmp_path):
     # the pipelines are the image's own: the run records name the notebook they ran
     wave = next(r for r in runs if r.pipeline == "wave")
     assert wave.notebook.startswith("/opt/campaign_lab/share/campaign_lab/pipelines/"), wave.notebook
+    # no git inside the image: the runs say which code ran by the library files' fingerprint, the same as this checkout's
+    from campaign_lab.execute import code_fingerprint
+    assert {r.code for r in runs} == {code_fingerprint()} and all(r.git.get("commit") is None for r in runs)
     # the decision service, detached, and its health check as the image declares it
     (project / "tokens").write_text("t" * 32 + "\n"); os.chown(project / "tokens", 10001, 10001)
     name = f"campaign-lab-serve-{os.getpid()}"

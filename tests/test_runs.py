@@ -13,7 +13,7 @@ from campaign_lab.pipelines import PipelineError, notebook_parameters
 from campaign_lab.records import list_runs
 from conftest import REPO
 
-MANIFEST_FIELDS = {"run_id", "pipeline", "status", "started_at", "ended_at", "duration_s", "git", "packages", "seed",
+MANIFEST_FIELDS = {"run_id", "pipeline", "status", "started_at", "ended_at", "duration_s", "git", "code", "packages", "seed",
                    "parameters", "inputs", "outputs", "artefacts", "metrics", "headline_metrics", "error", "notebook"}
 
 
@@ -35,6 +35,9 @@ def test_successful_run_folder(synth_run):
     assert m["seed"] == 5 and m["parameters"]["n_customers"] == 3000
     assert {"python", "polars", "numpy", "papermill", "campaign_lab"} <= set(m["packages"])
     assert set(m["git"]) == {"commit", "dirty"}
+    from campaign_lab.execute import code_fingerprint
+    assert m["code"] == code_fingerprint() and m["git"]["commit"] is None        # a project outside git: the library's files say which code ran
+    assert "(not a git checkout)" in (res.run_dir / "report.html").read_text() and m["code"][:19] in (res.run_dir / "report.html").read_text()
     params = yaml.safe_load((res.run_dir / "params.yaml").read_text())
     assert params == m["parameters"] and params["project_root"] == str(root.resolve())
     written = {o["table"]: o for o in m["outputs"]}

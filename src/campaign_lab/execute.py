@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -25,7 +26,8 @@ from .reports import build_index, render_report
 from .settings import Settings, load_settings
 
 # %% auto #0
-__all__ = ['PRELOAD', 'package_versions', 'git_state', 'KernelPeak', 'WarmKernel', 'KernelPool', 'RunResult', 'execute']
+__all__ = ['PRELOAD', 'package_versions', 'git_state', 'code_fingerprint', 'KernelPeak', 'WarmKernel', 'KernelPool', 'RunResult',
+           'execute']
 
 # %% ../../nbs/56_execute.ipynb #8b872b30
 _PACKAGES = ("campaign_lab", "polars", "numpy", "pandas", "pyarrow", "papermill", "nbconvert", "scikit-learn",
@@ -52,6 +54,19 @@ def git_state(root: Path) -> dict:
         return {"commit": head.stdout.strip(), "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+# %% ../../nbs/56_execute.ipynb #5386472f
+def code_fingerprint(
+    package: Path | None = None,   # a package folder; campaign_lab's, as installed, when None
+) -> str:                          # "sha256:<hex>"
+    "A hash of the package's Python files (each one's path and bytes, in order): which code ran, with or without git, committed or not."
+    if package is None:
+        import campaign_lab
+        package = Path(campaign_lab.__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(package.rglob("*.py")):
+        if "__pycache__" not in p.parts: h.update(p.relative_to(package).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return "sha256:" + h.hexdigest()
 
 # %% ../../nbs/56_execute.ipynb #5f756d81
 class KernelPeak:
@@ -223,7 +238,7 @@ def execute(
     (run_dir / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     manifest = {"run_id": run_id, "pipeline": pipeline, "status": "running", "started_at": started.isoformat(timespec="seconds"),
                 "notebook": str(nb_path.relative_to(settings.root) if nb_path.is_relative_to(settings.root) else nb_path),
-                "seed": values.get("seed"), "parameters": values, "git": git_state(settings.root),
+                "seed": values.get("seed"), "parameters": values, "git": git_state(settings.root), "code": code_fingerprint(),
                 "packages": dict(package_versions()), "kernel": settings.kernel_name, "host": platform.node(), "pid": os.getpid()}
     write_json_atomic(run_dir / "manifest.json", manifest)
     build_index(settings)   # listed from its start: a run killed with its runner still shows (as interrupted)

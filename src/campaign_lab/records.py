@@ -103,6 +103,7 @@ class RunRecord:
     seed: int | None = None
     notebook: str | None = None       # the pipeline notebook, relative to the project root
     git: dict = dataclasses.field(default_factory=dict)       # commit, dirty
+    code: str | None = None           # the library's files, hashed (`execute.code_fingerprint`); None in a manifest from before session 18
     packages: dict = dataclasses.field(default_factory=dict)  # package -> version
     kernel: str | None = None
     host: str | None = None

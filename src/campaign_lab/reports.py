@@ -80,6 +80,13 @@ def _md_text(s: str) -> str:
     "Text for a markdown paragraph: HTML escaped once, markdown's emphasis and code marks shown as themselves."
     return re.sub(r"([\\`*_\[\]])", r"\\\1", html.escape(str(s), quote=False))
 
+def _code_version(m: RunRecord) -> str:
+    "The code a run ran, for its summary line: the commit, and the library files' fingerprint where git cannot say (no checkout, uncommitted changes)."
+    commit, files = (m.git or {}).get("commit"), f"library files {m.code[:19]}…" if m.code else ""
+    if commit and not m.git.get("dirty"): return f"code {commit[:10]}"
+    if commit: return f"code {commit[:10]} with uncommitted changes" + (f" ({files})" if files else "")
+    return f"code: {files} (not a git checkout)" if files else "code unknown"
+
 def summary_markdown(record: RunRecord) -> str:
     "A reviewer's summary of a run, as markdown: status and error first, then inputs, outputs, metrics."
     m = record
@@ -87,7 +94,7 @@ def summary_markdown(record: RunRecord) -> str:
     out = [f"# {m.pipeline} run: {status}",
            f"Run `{m.run_id}`, started {m.started_at}, {(m.duration_s or 0):.1f} s"
            f"{', kernel peak %.2f GB' % m.kernel_peak_gb if m.kernel_peak_gb else ''}; "
-           f"code {(m.git.get('commit') or 'unknown')[:10]}{' (uncommitted changes)' if m.git.get('dirty') else ''}"
+           f"{_code_version(m)}"
            f"{'; seed ' + str(m.seed) if m.seed is not None else ''}."]
     if m.error:
         e = m.error

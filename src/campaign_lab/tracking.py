@@ -57,6 +57,7 @@ def run_tags(
             "campaign_lab.inputs": json.dumps([f"{t['table']} v{t['version']} {str(t.get('fingerprint', ''))[:19]} {t.get('run_id') or ''}".strip()
                                                for t in manifest.get("inputs") or []])[:5000]}
     if git.get("commit"): tags |= {"mlflow.source.git.commit": git["commit"], "campaign_lab.git_dirty": str(git.get("dirty"))}
+    if manifest.get("code"): tags["campaign_lab.code"] = manifest["code"]   # the library files' fingerprint: which code, with or without git
     if params.get("campaign_id"): tags["campaign_lab.campaign_id"] = str(params["campaign_id"])
     if manifest.get("error"): tags["campaign_lab.error"] = f"{manifest['error'].get('ename')}: {manifest['error'].get('evalue')}"[:5000]
     return tags
