@@ -201,6 +201,9 @@ def test_contextual_waves_through_the_pipelines(project):
     assert cc["policy"].to_list() == ["contextual_thompson (this wave)", "per-segment thompson (baseline)"] and (cc["sends"] > 0).all()
     assert cc["difference"][0] is None and cc["difference"][1] == pytest.approx(cc["value"][1] - cc["value"][0])   # paired, on the same sends
     assert "**per-segment thompson (baseline)** against contextual_thompson (this wave)" in text and "paired on the same" in text
+    lb = pl.read_csv(report.parent / "leaderboard.csv")   # a revenue campaign's leaderboard: by revenue per send
+    ranked = lb["revenue_per_send"].drop_nulls()
+    assert lb["revenue_per_send"].null_count() < lb.height and ranked.to_list() == sorted(ranked.to_list(), reverse=True)
     # promotion by alias: wave 1's configuration as champion draws wave 2
     _run(root, "promote", "policy", report.parent.name, "--alias", "champion", at=t1)
     _run(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=2", "-p", "policy=champion", at="2026-11-08T09:00:00")

@@ -826,6 +826,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'campaign_lab.waves.unanswered': ('waves.html#unanswered', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.unsubscribed': ('waves.html#unsubscribed', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.value_over_uniform': ('waves.html#value_over_uniform', 'campaign_lab/waves.py'),
+                                    'campaign_lab.waves.variant_labels': ('waves.html#variant_labels', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.wave_assignments': ('waves.html#wave_assignments', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.wave_metrics': ('waves.html#wave_metrics', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.wave_rows': ('waves.html#wave_rows', 'campaign_lab/waves.py'),

@@ -64,8 +64,9 @@ def evaluate_alerts(
             if earlier:
                 ref = statistics.median(earlier.values())
                 if ref > 0 and fm.reward_rate < settings.reward_collapse_ratio * ref:
-                    raise_(r, "reward_collapse", f"wave {fm.wave} reward rate {fm.reward_rate:.3%} is below "
-                                                 f"{settings.reward_collapse_ratio:.0%} of the earlier waves' median {ref:.3%}", scope)
+                    v = (lambda x: f"${x:,.2f}") if fm.reward == "revenue" else (lambda x: f"{x:.3%}")   # dollars per send, or a rate
+                    raise_(r, "reward_collapse", f"wave {fm.wave} {'revenue per send' if fm.reward == 'revenue' else 'reward rate'} {v(fm.reward_rate)} "
+                                                 f"is below {settings.reward_collapse_ratio:.0%} of the earlier waves' median {v(ref)}", scope)
             earlier[fm.wave] = fm.reward_rate
         if r.ok and r.duration_s is not None:
             before = durations.setdefault(r.pipeline, [])
@@ -101,18 +102,24 @@ def _history_html(run: Path) -> str:
     rows = []
     for (seg,), g in h.sort("segment", "wave").group_by("segment", maintain_order=True):
         by = {r["wave"]: r for r in g.iter_rows(named=True)}
-        cells = "".join(("<td>all equal</td>" if by[w]["leader_share"] is None else f"<td>{by[w]['p_best']:.1%} / {by[w]['leader_share']:.1%}</td>")
+        cells = "".join(("<td>all equal</td>" if by[w]["leader"] is None else
+                         f"<td>{by[w]['p_best']:.1%} / {'no sends' if by[w]['leader_share'] is None else format(by[w]['leader_share'], '.1%')}</td>")
                         if w in by else "<td></td>" for w in ws)
         rows.append(f"<tr><td>segment {seg}</td>{cells}</tr>")
     board, top = "", ""
     if (run / LEADERBOARD_FILE).is_file():
-        lb = pl.read_csv(run / LEADERBOARD_FILE, schema_overrides={"rate": pl.Float64, "rate_low": pl.Float64, "rate_high": pl.Float64})
+        lb = pl.read_csv(run / LEADERBOARD_FILE, schema_overrides={c: pl.Float64 for c in ("rate", "rate_low", "rate_high", "revenue_per_send",
+                                                                                        "revenue_low", "revenue_high")})
         board = (f' The whole <a href="{html.escape(run.name)}/{LEADERBOARD_FILE}">leaderboard</a> has every variant ({lb.height}, of which '
                  f'{lb.filter(pl.col("sends") == 0).height} with no sends yet).')
-        cells = lambda r: ("<td>no sends yet</td>" if r["rate"] is None else
-                           f"<td>{r['rate']:.2%} ({r['rate_low']:.2%} to {r['rate_high']:.2%})</td>") + f"<td>{r['sends']:,}</td>"
-        top = ("<p><b>Leaderboard</b>: the five variants with the highest conversion rate so far, pooled over segments (95% credible interval).</p>"
-               "<table><thead><tr><th>variant</th><th>rate so far</th><th>sends</th></tr></thead><tbody>"
+        money = "revenue_per_send" in lb.columns   # a campaign that learns revenue is ranked by it (`waves.leaderboard(by="revenue")`)
+        key, f = ("revenue_per_send", "revenue_low", "revenue_high"), (lambda v: "–" if v is None else f"${v:,.2f}")
+        if not money: key, f = ("rate", "rate_low", "rate_high"), (lambda v: "–" if v is None else f"{v:.2%}")
+        cells = lambda r: ("<td>no sends yet</td>" if r[key[0]] is None else
+                           f"<td>{f(r[key[0]])} ({f(r[key[1]])} to {f(r[key[2]])})</td>") + f"<td>{r['sends']:,}</td>"
+        top = (f"<p><b>Leaderboard</b>: the five variants with the highest {'revenue per send' if money else 'conversion rate'} so far, pooled over "
+               f"segments ({'95% interval' if money else '95% credible interval'}).</p>"
+               f"<table><thead><tr><th>variant</th><th>{'revenue per send' if money else 'rate so far'}</th><th>sends</th></tr></thead><tbody>"
                + "".join(f"<tr><td><code>{html.escape(str(r['variant_id']))}</code> {html.escape(str(r['label'] or ''))}</td>{cells(r)}</tr>"
                          for r in lb.head(5).iter_rows(named=True)) + "</tbody></table>")
     return (f"<p><b>The bandit over time</b>: per segment, the leading variant's probability of being best / its share of the "
@@ -181,11 +188,12 @@ def index_panels(
                 rows.append(f"<tr><td><code>{html.escape(v)}</code> {html.escape(last[v][1] or '')}</td>{cells}</tr>")
             emails = "".join(f'<td>{waves[(c, w)][1].n_treated:,}</td>' for w in ws)
             used = "".join(f'<td>{len(alloc[(c, w)])}</td>' for w in ws)
-            rate = "".join(f'<td>{feedback[(c, w)][1].reward_rate:.2%}</td>' if (c, w) in feedback else "<td>pending</td>" for w in ws)
+            per_send = lambda m: f"${m.reward_rate:,.2f}" if m.reward == "revenue" else f"{m.reward_rate:.2%}"   # dollars, or a rate
+            rate = "".join(f'<td>{per_send(feedback[(c, w)][1])}</td>' if (c, w) in feedback else "<td>pending</td>" for w in ws)
             out.append(f"<p><b>Allocation over waves</b>: share of the campaign's emails on the variants leading in the last wave.</p>"
                        f"<table><thead><tr><th>variant</th>{head}</tr></thead><tbody>{''.join(rows)}"
                        f"<tr><td>variants sent</td>{used}</tr><tr><td>emails sent</td>{emails}</tr>"
-                       f"<tr><td>reward rate (feedback)</td>{rate}</tr></tbody></table>")
+                       f"<tr><td>reward per send (feedback)</td>{rate}</tr></tbody></table>")
             out.append(_history_html(runs_dir / waves[(c, ws[-1])][0].run_id))
         if c in lifts:
             r, m = lifts[c]

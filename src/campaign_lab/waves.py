@@ -35,12 +35,12 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'campaign_arms', 'guardrail_counts', 'guardrail_status', 'guard_arms', 'feedback_policy', 'wave_assignments',
            'assign_wave', 'unanswered', 'stored_features', 'PolarsEngine', 'make_wave_policy', 'ContextWave',
            'context_space', 'context_rows', 'pending_weights', 'check_counted', 'context_inputs', 'learned_prior',
-           'VariantShare', 'send_list', 'allocation_record', 'write_allocation', 'read_allocation', 'WaveMetrics',
-           'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history', 'leaderboard',
-           'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch', 'contradictions',
-           'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities', 'policy_estimate',
-           'champion_challenger', 'challenger_verdict', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation',
-           'apply_segmenter']
+           'VariantShare', 'send_list', 'variant_labels', 'allocation_record', 'write_allocation', 'read_allocation',
+           'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history',
+           'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch',
+           'contradictions', 'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities',
+           'policy_estimate', 'champion_challenger', 'challenger_verdict', 'FeedbackMetrics', 'feedback_metrics',
+           'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -604,13 +604,19 @@ def send_list(rows: pl.DataFrame, variants: pl.DataFrame) -> pl.DataFrame:
     return rows.filter(arm="treatment").join(variants.select("variant_id", "subject", "preheader"), on="variant_id").select(
         "campaign_id", "wave", "customer_id", "variant_id", "subject", "preheader")
 
+# %% ../../nbs/35_waves.ipynb #fe5df4a7
+def variant_labels(variants: pl.DataFrame) -> pl.DataFrame:   # variant_id, label
+    "A short label per variant for people: 'urgent / amount_off 7.5 / question'; an offer without a value has none ('friendly / bogo / plain')."
+    value = pl.col("offer_value").round(2).cast(pl.String).str.replace(r"\.0$", "")   # 7.5, 25
+    return variants.select("variant_id", label=pl.concat_str("tonality", pl.lit(" / "), "offer_type",
+                                                             pl.when(pl.col("offer_value").fill_null(0) != 0).then(pl.lit(" ") + value).otherwise(pl.lit("")),
+                                                             pl.lit(" / "), "subject_template"))
+
 # %% ../../nbs/35_waves.ipynb #be601598
 def allocation_record(rows: pl.DataFrame, variants: pl.DataFrame) -> list[VariantShare]:
     "Every variant's share of the wave's emails, largest first."
     treated = rows.filter(arm="treatment")
-    labels = variants.select("variant_id", label=pl.concat_str(
-        "tonality", pl.lit(" / "), "offer_type", pl.lit(" "), pl.col("offer_value").cast(pl.String).fill_null(""),
-        pl.lit(" / "), "subject_template"))
+    labels = variant_labels(variants)
     shares = treated.group_by("variant_id").len().join(labels, on="variant_id", how="left").sort("len", "variant_id", descending=[True, False])
     return [VariantShare(v, n / max(treated.height, 1), lab or "") for v, n, lab in shares.iter_rows()]
 
@@ -753,9 +759,13 @@ def leaderboard(
     *,
     alpha: float = 0.05,
     stopped: tuple = (),         # variants a guardrail stopped: their status says so
-) -> pl.DataFrame:               # variant_id, label, sends, conversions, rate, rate_low, rate_high, status
-    "The campaign's variants by posterior conversion rate pooled over segments, with credible intervals and sends; untried ones say 'no sends yet'."
-    t = state.table.group_by("variant_id").agg(sends=pl.col("n").sum(), conversions=pl.col("successes").sum())
+    by: str = "conversion",      # rank by the conversion rate, or by "revenue" per send (a state that learned revenue: its sums and squares)
+) -> pl.DataFrame:               # variant_id, label, sends, conversions, rate, rate_low, rate_high, [revenue_per_send, revenue_low, revenue_high,] status
+    """The campaign's variants by posterior conversion rate pooled over segments, with credible intervals and sends, or by revenue per send
+    with its normal interval; untried ones say 'no sends yet'."""
+    if by not in ("conversion", "revenue"): raise ValueError(f"leaderboard: by must be conversion or revenue, got {by!r}")
+    t = state.table.group_by("variant_id").agg(sends=pl.col("n").sum(), conversions=pl.col("successes").sum(),
+                                               r=pl.col("reward_sum").sum(), rr=pl.col("reward_sq_sum").sum())
     a, b = 1.0 + t["conversions"].to_numpy(), 1.0 + (t["sends"] - t["conversions"]).to_numpy()
     tried = t["sends"].to_numpy() > 0
     nan = np.full(len(a), np.nan)
@@ -764,12 +774,18 @@ def leaderboard(
         pl.col("rate", "rate_low", "rate_high").fill_nan(None),
         status=pl.when(pl.col("variant_id").is_in(list(stopped))).then(pl.lit("stopped by a guardrail"))
                  .when(pl.col("sends") > 0).then(pl.lit("")).otherwise(pl.lit("no sends yet")))
-    value = pl.col("offer_value").round(2).cast(pl.String).str.replace(r"\.0$", "")   # 7.5, 25; none for an offer without a value
-    label = variants.select("variant_id", label=pl.concat_str("tonality", pl.lit(" / "), "offer_type",
-                                                              pl.when(pl.col("offer_value").fill_null(0) != 0).then(pl.lit(" ") + value).otherwise(pl.lit("")),
-                                                              pl.lit(" / "), "subject_template"))
-    return (t.join(label, on="variant_id", how="left").sort(pl.col("rate").fill_null(-1.0), "sends", descending=True)
-            .select("variant_id", "label", "sends", "conversions", "rate", "rate_low", "rate_high", "status"))
+    label = variant_labels(variants)
+    revenue = []
+    if by == "revenue":   # the mean and its normal interval, from each variant's sums (the sample variance needs two sends)
+        n = pl.col("sends").cast(pl.Float64)
+        se = (((pl.col("rr") - pl.col("r") ** 2 / n) / (n - 1)).clip(lower_bound=0.0) / n).sqrt()
+        z = float(stats.norm.ppf(1 - alpha / 2))
+        t = t.with_columns(revenue_per_send=pl.when(n > 0).then(pl.col("r") / n)).with_columns(
+            revenue_low=pl.when(n > 1).then(pl.col("revenue_per_send") - z * se), revenue_high=pl.when(n > 1).then(pl.col("revenue_per_send") + z * se))
+        revenue = ["revenue_per_send", "revenue_low", "revenue_high"]
+    key = "revenue_per_send" if by == "revenue" else "rate"
+    return (t.join(label, on="variant_id", how="left").sort(pl.col(key).fill_null(-1.0), "sends", descending=True)
+            .select("variant_id", "label", "sends", "conversions", "rate", "rate_low", "rate_high", *revenue, "status"))
 
 # %% ../../nbs/35_waves.ipynb #806e1af2
 class WaveRows(NamedTuple):
@@ -1141,6 +1157,7 @@ class FeedbackMetrics(Metrics):
     late_events: int = 0          # events of an earlier wave in this batch, credited to their own wave
     unsubscribes: int = 0         # unsubscribe events in the batch (the customers' consent goes with the chain's next customer export)
     complaints: int = 0           # spam complaints in the batch
+    reward: str = "conversion"    # what reward_rate counts: an event per send (open, click, conversion), or revenue per send in dollars
 
 def feedback_metrics(fb: Feedback, engine: Engine, *, campaign_id: str, wave: int, reward: str, source: str) -> FeedbackMetrics:
     "The headline metrics of a folded batch."
@@ -1150,7 +1167,7 @@ def feedback_metrics(fb: Feedback, engine: Engine, *, campaign_id: str, wave: in
     return FeedbackMetrics(campaign_id, wave, fb.n_new, fb.state.version, n.get("send", 0), n.get("open", 0), n.get("click", 0),
                            n.get("conversion", 0), round(revenue, 2), (revenue if reward == "revenue" else n.get(reward, 0)) / max(n.get("send", 0), 1),
                            source, engine.name, fb.quarantined.height if fb.quarantined is not None else 0,
-                           fb.events.filter(pl.col("wave") != wave).height, n.get("unsubscribe", 0), n.get("complaint", 0))
+                           fb.events.filter(pl.col("wave") != wave).height, n.get("unsubscribe", 0), n.get("complaint", 0), reward)
 
 # %% ../../nbs/35_waves.ipynb #35206561
 class Segmentation(NamedTuple):
