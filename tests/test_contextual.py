@@ -204,6 +204,8 @@ def test_contextual_waves_through_the_pipelines(project):
     lb = pl.read_csv(report.parent / "leaderboard.csv")   # a revenue campaign's leaderboard: by revenue per send
     ranked = lb["revenue_per_send"].drop_nulls()
     assert lb["revenue_per_send"].null_count() < lb.height and ranked.to_list() == sorted(ranked.to_list(), reverse=True)
+    paid = lb.filter(pl.col("revenue_per_send") > 0)   # from the sends' revenue in the events: real intervals, not points
+    assert paid.height and (paid["revenue_low"] < paid["revenue_per_send"]).all() and (paid["revenue_per_send"] < paid["revenue_high"]).all()
     # promotion by alias: wave 1's configuration as champion draws wave 2
     _run(root, "promote", "policy", report.parent.name, "--alias", "champion", at=t1)
     _run(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=2", "-p", "policy=champion", at="2026-11-08T09:00:00")

@@ -108,18 +108,17 @@ def _history_html(run: Path) -> str:
         rows.append(f"<tr><td>segment {seg}</td>{cells}</tr>")
     board, top = "", ""
     if (run / LEADERBOARD_FILE).is_file():
-        lb = pl.read_csv(run / LEADERBOARD_FILE, schema_overrides={c: pl.Float64 for c in ("rate", "rate_low", "rate_high", "revenue_per_send",
-                                                                                        "revenue_low", "revenue_high")})
+        lb = pl.read_csv(run / LEADERBOARD_FILE, infer_schema_length=None)
         board = (f' The whole <a href="{html.escape(run.name)}/{LEADERBOARD_FILE}">leaderboard</a> has every variant ({lb.height}, of which '
                  f'{lb.filter(pl.col("sends") == 0).height} with no sends yet).')
-        money = "revenue_per_send" in lb.columns   # a campaign that learns revenue is ranked by it (`waves.leaderboard(by="revenue")`)
-        key, f = ("revenue_per_send", "revenue_low", "revenue_high"), (lambda v: "–" if v is None else f"${v:,.2f}")
-        if not money: key, f = ("rate", "rate_low", "rate_high"), (lambda v: "–" if v is None else f"{v:.2%}")
+        per = next((c.removesuffix("_per_send") for c in lb.columns if c.endswith("_per_send")), None)   # revenue or margin, what it learns
+        key, f = (f"{per}_per_send", f"{per}_low", f"{per}_high"), (lambda v: "–" if v is None else f"${v:,.2f}")
+        if per is None: key, f = ("rate", "rate_low", "rate_high"), (lambda v: "–" if v is None else f"{v:.2%}")
         cells = lambda r: ("<td>no sends yet</td>" if r[key[0]] is None else
                            f"<td>{f(r[key[0]])} ({f(r[key[1]])} to {f(r[key[2]])})</td>") + f"<td>{r['sends']:,}</td>"
-        top = (f"<p><b>Leaderboard</b>: the five variants with the highest {'revenue per send' if money else 'conversion rate'} so far, pooled over "
-               f"segments ({'95% interval' if money else '95% credible interval'}).</p>"
-               f"<table><thead><tr><th>variant</th><th>{'revenue per send' if money else 'rate so far'}</th><th>sends</th></tr></thead><tbody>"
+        top = (f"<p><b>Leaderboard</b>: the five variants with the highest {per + ' per send' if per else 'conversion rate'} so far, pooled over "
+               f"segments ({'95% interval' if per else '95% credible interval'}).</p>"
+               f"<table><thead><tr><th>variant</th><th>{per + ' per send' if per else 'rate so far'}</th><th>sends</th></tr></thead><tbody>"
                + "".join(f"<tr><td><code>{html.escape(str(r['variant_id']))}</code> {html.escape(str(r['label'] or ''))}</td>{cells(r)}</tr>"
                          for r in lb.head(5).iter_rows(named=True)) + "</tbody></table>")
     return (f"<p><b>The bandit over time</b>: per segment, the leading variant's probability of being best / its share of the "

@@ -759,13 +759,11 @@ def leaderboard(
     *,
     alpha: float = 0.05,
     stopped: tuple = (),         # variants a guardrail stopped: their status says so
-    by: str = "conversion",      # rank by the conversion rate, or by "revenue" per send (a state that learned revenue: its sums and squares)
-) -> pl.DataFrame:               # variant_id, label, sends, conversions, rate, rate_low, rate_high, [revenue_per_send, revenue_low, revenue_high,] status
-    """The campaign's variants by posterior conversion rate pooled over segments, with credible intervals and sends, or by revenue per send
-    with its normal interval; untried ones say 'no sends yet'."""
-    if by not in ("conversion", "revenue"): raise ValueError(f"leaderboard: by must be conversion or revenue, got {by!r}")
-    t = state.table.group_by("variant_id").agg(sends=pl.col("n").sum(), conversions=pl.col("successes").sum(),
-                                               r=pl.col("reward_sum").sum(), rr=pl.col("reward_sq_sum").sum())
+    earned: pl.DataFrame | None = None,   # variant_id, reward: each logged send's reward (revenue or margin, from the events): rank by its mean
+) -> pl.DataFrame:               # variant_id, label, sends, conversions, rate, rate_low, rate_high, [earned_per_send, earned_low, earned_high,] status
+    """The campaign's variants by posterior conversion rate pooled over segments, with credible intervals and sends, or, given what each
+    send `earned`, by that per send with its normal interval; untried ones say 'no sends yet'."""
+    t = state.table.group_by("variant_id").agg(sends=pl.col("n").sum(), conversions=pl.col("successes").sum())
     a, b = 1.0 + t["conversions"].to_numpy(), 1.0 + (t["sends"] - t["conversions"]).to_numpy()
     tried = t["sends"].to_numpy() > 0
     nan = np.full(len(a), np.nan)
@@ -775,17 +773,17 @@ def leaderboard(
         status=pl.when(pl.col("variant_id").is_in(list(stopped))).then(pl.lit("stopped by a guardrail"))
                  .when(pl.col("sends") > 0).then(pl.lit("")).otherwise(pl.lit("no sends yet")))
     label = variant_labels(variants)
-    revenue = []
-    if by == "revenue":   # the mean and its normal interval, from each variant's sums (the sample variance needs two sends)
-        n = pl.col("sends").cast(pl.Float64)
-        se = (((pl.col("rr") - pl.col("r") ** 2 / n) / (n - 1)).clip(lower_bound=0.0) / n).sqrt()
-        z = float(stats.norm.ppf(1 - alpha / 2))
-        t = t.with_columns(revenue_per_send=pl.when(n > 0).then(pl.col("r") / n)).with_columns(
-            revenue_low=pl.when(n > 1).then(pl.col("revenue_per_send") - z * se), revenue_high=pl.when(n > 1).then(pl.col("revenue_per_send") + z * se))
-        revenue = ["revenue_per_send", "revenue_low", "revenue_high"]
-    key = "revenue_per_send" if by == "revenue" else "rate"
-    return (t.join(label, on="variant_id", how="left").sort(pl.col(key).fill_null(-1.0), "sends", descending=True)
-            .select("variant_id", "label", "sends", "conversions", "rate", "rate_low", "rate_high", *revenue, "status"))
+    extra = []
+    if earned is not None:   # each variant's mean per send and its normal interval (the sample's sd needs two sends)
+        if missing := [c for c in ("variant_id", "reward") if c not in earned.columns]:
+            raise ValueError(f"leaderboard: earned is missing column(s) {', '.join(missing)}")
+        half = float(stats.norm.ppf(1 - alpha / 2)) * pl.col("reward").std() / pl.len().sqrt()
+        t = t.join(earned.group_by("variant_id").agg(earned_per_send=pl.col("reward").mean(), earned_low=pl.col("reward").mean() - half,
+                                                    earned_high=pl.col("reward").mean() + half), on="variant_id", how="left")
+        extra = ["earned_per_send", "earned_low", "earned_high"]
+    key = "earned_per_send" if earned is not None else "rate"
+    return (t.join(label, on="variant_id", how="left").sort(pl.col(key).fill_null(-1e300), "sends", descending=True)
+            .select("variant_id", "label", "sends", "conversions", "rate", "rate_low", "rate_high", *extra, "status"))
 
 # %% ../../nbs/35_waves.ipynb #806e1af2
 class WaveRows(NamedTuple):
