@@ -129,10 +129,12 @@ def plan(
     dup = sorted({c for c in ids if ids.count(c) > 1})
     if dup: raise ValueError(f"campaign id(s) {', '.join(dup)} appear in more than one spec: each campaign needs its own id")
     pol = ({"policy": policy} if policy else {}) | ({"reward": reward} if reward else {})
+    # feedback folds what the waves learn: a campaign on revenue (or margin, whose per-segment view is revenue) needs the revenue's sums and squares
+    learns = {"reward": "revenue" if reward in ("revenue", "margin") else reward} if reward else {}
     events = Path(inbox) / "events"
     def feedback(s, w):
         path = events_file(events, s.campaign_id, w) or events / f"{s.campaign_id}_wave{w}.parquet"
-        return {"campaign_id": s.campaign_id, "wave": w, "events_path": str(path), "mapping": _mapping(events), "conversions": conversions}
+        return {"campaign_id": s.campaign_id, "wave": w, "events_path": str(path), "mapping": _mapping(events), "conversions": conversions, **learns}
     steps = [Step("variants", {"spec": str(s.source)}) for s in campaigns]
     for w in range(waves):
         steps += [Step("wave", {"campaign_id": s.campaign_id, "wave": w, "seed": seed, **pol}) for s in campaigns]
