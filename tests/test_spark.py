@@ -154,6 +154,7 @@ def test_contract_failure_on_spark_reads_like_polars(pair, tmp_path):
     assert messages["polars"] and strip(messages["polars"]) == strip(messages["spark"]), messages
 
 
+@pytest.mark.slow   # two pipeline runs that start Spark's JVM to fail (36 s): with the other Spark checks, in make test-slow
 def test_spark_that_cannot_start_fails_before_writing(project):
     b = project
     ok(cli(b, "run", "synth", "-p", "n_customers=500"))
