@@ -66,8 +66,9 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium is not installed: the browser tests will be skipped"
 
+# 60_spark (its Spark session, 100 s) runs whole in test-slow, slow cells included: here every other notebook
 test-fast: $(STAMP) $(AIRFLOW_STAMP) browser
-	$(BIN)/nbdev-test
+	$(BIN)/nbdev-test --skip-file-re "60_spark"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # the long end-to-end checks (about 15 minutes here): notebook cells flagged `#| slow` and tests marked slow; CI runs them too
