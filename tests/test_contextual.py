@@ -152,7 +152,10 @@ def test_contextual_waves_through_the_pipelines(project):
     _run(root, "run", "segment_fit", at=t0)
     _run(root, "promote", "segmenter", "latest", at=t0)
     _run(root, "run", "segment_apply", at=t0)
-    _run(root, "run", "variants", "-p", "spec=campaigns/spring.yaml", at=t0)
+    # spring_menu first emails segments 1 and up: its space, frozen at wave 0, has those; segment 0 joins its audience at wave 2
+    first = (root / "campaigns" / "spring.yaml").read_text() + "\naudience:\n  segments: {segment: {min: 1}}\n"
+    (root / "campaigns" / "spring_first.yaml").write_text(first)
+    _run(root, "run", "variants", "-p", "spec=campaigns/spring_first.yaml", at=t0)
     wave = lambda w, at: _run(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", f"wave={w}", "-p", "policy=contextual_thompson",
                               "-p", "reward=revenue", at=at)
     wave(0, t0)
@@ -208,11 +211,18 @@ def test_contextual_waves_through_the_pipelines(project):
     assert paid.height and (paid["revenue_low"] < paid["revenue_per_send"]).all() and (paid["revenue_per_send"] < paid["revenue_high"]).all()
     # promotion by alias: wave 1's configuration as champion draws wave 2
     _run(root, "promote", "policy", report.parent.name, "--alias", "champion", at=t1)
+    assert 0 not in sm_space.segments
+    _run(root, "run", "variants", "-p", "spec=campaigns/spring.yaml", at=t1)   # the audience grows to segment 0
     _run(root, "run", "wave", "-p", "campaign_id=spring_menu", "-p", "wave=2", "-p", "policy=champion", at="2026-11-08T09:00:00")
     w2 = read_table(lake, "assignments").filter(wave=2)
-    assert (w2["policy"] == "contextual_thompson").all() and read_table(lake, "context_space").height == 1
+    assert read_table(lake, "context_space").height == 1 and (w2.filter(pl.col("segment") > 0)["policy"] == "contextual_thompson").all()
+    outside = w2.filter(segment=0)   # outside the frozen space: drawn per segment, as the decision service draws them
+    assert outside.height and (outside["policy"] == "thompson_gaussian").all()
+    assert read_table(lake, "context_cells").filter(wave=2).join(outside, on="customer_id").is_empty()
     r2 = next(p for p in sorted((root / "runs").glob("*_wave_*/report.ipynb")) if json_wave(p) == 2)
-    assert "promoted as 'champion'" in "\n".join(str(o) for c in nbformat.read(r2, 4).cells for o in c.get("outputs", []))
+    said = "\n".join(str(o) for c in nbformat.read(r2, 4).cells for o in c.get("outputs", []))
+    assert "promoted as 'champion'" in said and f"{outside.height:,} customers of segment(s) 0 are outside that space" in said
+    assert "Traceback" not in said and (r2.parent / "model_effects_by_segment.csv").exists()
     # win_back starts from what spring_menu learned (learn_from); a later wave naming another source is refused
     t3 = "2026-11-11T09:00:00"
     _run(root, "run", "variants", "-p", "spec=campaigns/win_back.yaml", at=t3)

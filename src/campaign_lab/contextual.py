@@ -108,8 +108,9 @@ def fit_space(
     features: pl.DataFrame,   # customer_id, segment and the context features, as of the first wave
     variants: pl.DataFrame,   # the campaign's variants
     policy: ContextualThompson,
+    segments=(),              # every segment the campaign may email (its arms'): one with no customer in `features` still gets its cells
 ) -> ContextSpace:
-    "The cells and levels of a campaign: quantile edges of each context feature, every factor's levels."
+    "The cells and levels of a campaign: its segments, quantile edges of each context feature, every factor's levels."
     missing = [c for c in ("segment", *(f for f, _ in policy.context)) if c not in features.columns]
     if missing: raise ValueError(f"features: missing column(s) {', '.join(missing)} (the policy's context)")
     edges = []
@@ -122,7 +123,8 @@ def fit_space(
     for f in policy.factors:
         lv = tuple(sorted(str(x) for x in v[f].unique().to_list()))
         levels.append((f, lv)); codes.append(tuple(lv.index(str(x)) for x in v[f].to_list()))
-    return ContextSpace(tuple(int(s) for s in features["segment"].unique().sort().to_list()), tuple(edges),
+    segs = sorted({int(s) for s in features["segment"].unique().to_list()} | {int(s) for s in segments})
+    return ContextSpace(tuple(segs), tuple(edges),
                         tuple(v["variant_id"].to_list()), tuple(levels), tuple(codes))
 
 # %% ../../nbs/32_contextual.ipynb #2fd6cf3f

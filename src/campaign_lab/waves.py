@@ -547,7 +547,7 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
     if known is None:
         variants = reader.read("variants", validate=False).join(reader.read("arms", validate=False).filter(campaign_id=campaign_id)
                                                                 .select("variant_id").unique(), on="variant_id", how="semi")
-        space = fit_space(feats, variants, policy)
+        space = fit_space(feats, variants, policy, segments=arms["segment"].unique().to_list())   # every segment it may email
         if learn_from == campaign_id: raise ValueError(f"learn_from: campaign '{campaign_id}' cannot learn from itself")
         source = learn_from or spec_learn_from   # the run's, or the spec's
         named = "learn_from" if learn_from else f"campaign '{campaign_id}' spec key 'learn_from'"
@@ -566,18 +566,23 @@ def _contextual_wave(engine, reader, state, audience, arms, *, campaign_id, wave
     probs = context_allocation(space, stats, policy, seed=seed, campaign_id=campaign_id, wave=wave, eligible=eligible)
     cell = cells(space, feats)
     ids = feats["customer_id"].to_numpy()
-    held, v, prop = assign_cells(probs, cell, ids, holdout=holdout, seed=seed, campaign_id=campaign_id, wave=wave)
+    inside = cell >= 0   # outside: a segment the space, frozen at the first wave, does not have; drawn per segment, as the decision service does
+    held, v, prop = assign_cells(probs, cell[inside], ids[inside], holdout=holdout, seed=seed, campaign_id=campaign_id, wave=wave)
     names = pl.Series(space.variants, dtype=pl.String)
-    rows = pl.DataFrame({"customer_id": feats["customer_id"].cast(pl.Int64), "segment": feats["segment"].cast(pl.Int16),
+    rows = pl.DataFrame({"customer_id": feats["customer_id"].filter(inside).cast(pl.Int64), "segment": feats["segment"].filter(inside).cast(pl.Int16),
                          "arm": pl.Series(np.where(held, "holdout", "treatment")).cast(pl.Enum(ARMS)),
                          "variant_id": names.gather(pl.Series(np.where(held, 0, v)).cast(pl.UInt32)).zip_with(pl.Series(~held), pl.Series([None], dtype=pl.String)),
                          "propensity": prop}).with_columns(
         campaign_id=pl.lit(campaign_id), wave=pl.lit(wave, pl.Int32), policy=pl.lit(policy.name), state_version=pl.lit(version, pl.Int64),
         assigned_at=pl.lit(at, pl.Datetime("us"))).select(list(TABLES["assignments"].schema))
+    if not inside.all():   # the same keyed draws: the per-segment policy's allocation, its name and state version logged
+        outside = feats.filter(pl.Series(~inside)).select("customer_id", "segment")
+        rows = pl.concat([rows, assign(state, outside, policy=feedback_policy(policy.reward), holdout=holdout, seed=seed, wave=wave,
+                                       campaign_id=campaign_id, at=at)]).sort("customer_id")   # the order of `cell`
     treated = pl.Series(~held)
     tables = {"assignments": rows,
-              "context_cells": pl.DataFrame({"campaign_id": campaign_id, "wave": wave, "customer_id": feats["customer_id"].filter(treated),
-                                             "cell": pl.Series(cell).filter(treated)}, schema=TABLES["context_cells"].schema).sort("customer_id")}
+              "context_cells": pl.DataFrame({"campaign_id": campaign_id, "wave": wave, "customer_id": feats["customer_id"].filter(pl.Series(inside)).filter(treated),
+                                             "cell": pl.Series(cell[inside]).filter(treated)}, schema=TABLES["context_cells"].schema).sort("customer_id")}
     if known is None:
         config, text = json.dumps(dataclasses.asdict(policy), sort_keys=True), space.to_json()
         tables["context_space"] = pl.DataFrame({"campaign_id": [campaign_id], "space_id": [pl.Series([text]).hash(0).cast(pl.String)[0]],
@@ -1047,7 +1052,8 @@ def candidate_probabilities(
 ) -> np.ndarray:               # each logged send's probability under `policy`, given treatment (0 for a customer not in the wave)
     """A candidate policy's probability of each logged (customer, variant) pair, for the customers of this wave as they are now. A
     contextual candidate other than the wave's own draws its allocation as the wave would have with it: the campaign's space and
-    statistics, the same eligible pairs and posterior key; one that counts another reward or cap than the statistics is refused."""
+    statistics, the same eligible pairs and posterior key; one that counts another reward or cap than the statistics is refused. A customer
+    outside the campaign's space (a segment it did not have at its first wave) is drawn per segment, by the wave and by the candidate alike."""
     if isinstance(policy, ContextualThompson):
         if w.context is None: raise ValueError("candidate_probabilities: a contextual candidate needs a contextual wave (its cells and allocation)")
         c = w.context
@@ -1060,7 +1066,9 @@ def candidate_probabilities(
         v = where["variant_id"].replace_strict({x: i for i, x in enumerate(c.space.variants)}, default=-1, return_dtype=pl.Int64).to_numpy()
         cell = where["cell"].fill_null(-1).to_numpy()
         ok = (cell >= 0) & (v >= 0)
-        return np.where(ok, probs[np.maximum(cell, 0), np.maximum(v, 0)], 0.0)
+        inside = np.where(ok, probs[np.maximum(cell, 0), np.maximum(v, 0)], 0.0)
+        if (cell >= 0).all(): return inside
+        return np.where(cell >= 0, inside, candidate_probabilities(w, logged, feedback_policy(policy.reward)))   # drawn per segment, as the wave does
     alloc = allocation(w.state, policy).select("segment", "variant_id", "p")
     return (logged.select("customer_id", "variant_id").join(w.rows.select("customer_id", "segment"), on="customer_id", how="left", maintain_order="left")
             .join(alloc, on=["segment", "variant_id"], how="left", maintain_order="left")["p"].fill_null(0.0).to_numpy())
