@@ -154,6 +154,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/guardrails.py
 	$(BIN)/python benchmarks/contextual.py
 	$(BIN)/python benchmarks/contextual_ablation.py
+	$(BIN)/python benchmarks/offpolicy.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/waves.py
 	$(BIN)/python benchmarks/weekly.py

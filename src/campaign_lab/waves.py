@@ -21,7 +21,7 @@ from .contextual import (ContextSpace, ContextStats, ContextualThompson, allocat
                                      posterior as context_posterior, transfer_prior,
                                      assign_cells, cells, fit_space, stats_from_rows, wave_stats)
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
-from .draws import keyed_uniform, stream_key
+from .draws import keyed_uniform, keyed_uniforms, stream_key
 from .lake import ARMS, EVENT_TYPES, TABLES
 from .records import Metrics, now
 from .segments import FEATURES, SegmentApplyMetrics, Segmenter, assign_segments, feature_date, features, profile
@@ -39,8 +39,8 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history',
            'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch',
            'contradictions', 'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities',
-           'policy_estimate', 'champion_challenger', 'challenger_verdict', 'FeedbackMetrics', 'feedback_metrics',
-           'Segmentation', 'apply_segmenter']
+           'policy_estimate', 'crossfit_folds', 'without_sends', 'champion_challenger', 'challenger_verdict',
+           'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -1100,6 +1100,66 @@ def policy_estimate(
     if against is None: return out
     return out | dict(zip(("difference", "difference_low", "difference_high"), ips((np.asarray(target, float) - np.asarray(against, float)) * scale)))
 
+# %% ../../nbs/35_waves.ipynb #58f64b49
+def crossfit_folds(
+    customer_id: np.ndarray,   # the logged sends' customers
+    *,
+    seed: int,
+    campaign_id: str,
+    wave: int,                 # the wave being drawn
+    folds: int = 2,
+) -> np.ndarray:               # each send's fold, 0 to folds - 1: a customer's sends share one
+    "Cross-fitting folds by customer, from keyed draws: the same whatever the row order."
+    if folds < 2: raise ValueError(f"folds: at least 2 to weigh each fold on what the others taught, got {folds}")
+    u = keyed_uniforms(seed, [stream_key(campaign_id, wave, "crossfit")], np.asarray(customer_id, dtype=np.int64))[0]
+    return np.minimum((u * folds).astype(np.int64), folds - 1)
+
+# %% ../../nbs/35_waves.ipynb #5f633016
+def without_sends(
+    w: Wave,                   # the wave being drawn (its state; its contextual statistics, if any)
+    sends: pl.DataFrame,       # wave, customer_id, segment, variant_id: logged treated sends of the campaign, folded in before
+    events,                    # the lake's events (a DataFrame or a scan): those sends' events, as feedback folded them
+    *,
+    reward: str,               # what the wave's policy learns (conversion, revenue, margin; open, click)
+    cells: pl.DataFrame | None = None,       # context_cells of those waves: each contextual send's cell (a contextual wave)
+    variants: pl.DataFrame | None = None,    # the campaign's variants with their offers (a margin reward)
+    costs: Costs = Costs(),    # the campaign's cost model (a margin reward)
+) -> Wave:                     # the wave as drawn had `sends` never been folded in: its state, statistics and allocation
+    """The wave's per-segment state and contextual statistics without `sends`: their sums, computed as feedback computed them,
+    subtracted; the contextual allocation drawn again from what is left (same posterior key and eligible pairs)."""
+    if w.rows.is_empty() or sends.is_empty(): return w
+    cid, keys = w.rows["campaign_id"][0], ["campaign_id", "segment", "variant_id"]
+    ev = (events.lazy().filter(pl.col("campaign_id") == cid)
+          .join(sends.lazy().select(pl.col("wave").cast(pl.Int32), pl.col("customer_id").cast(pl.Int64), pl.col("segment").cast(pl.Int16)),
+                on=["wave", "customer_id"]).collect())
+    armed = ev.join(w.state.table.select(keys), on=keys, how="semi")   # an arm the campaign no longer offers is not in the state
+    num = ["alpha", "beta", "n", "successes", "reward_sum", "reward_sq_sum"]
+    zero = w.state.table.with_columns(pl.lit(1.0).alias("alpha"), pl.lit(1.0).alias("beta"), pl.lit(0, pl.Int64).alias("n"),
+                                      pl.lit(0, pl.Int64).alias("successes"), pl.lit(0.0).alias("reward_sum"), pl.lit(0.0).alias("reward_sq_sum"))
+    got = update(BanditState(zero, w.state.seen.clear()), armed, reward=feedback_policy(reward).reward, at=w.state.table["updated_at"].max())
+    out = (w.state.table.join(got.table.select(*keys, *[pl.col(c).alias(f"{c}_") for c in num]), on=keys, how="left")
+           .with_columns(pl.max_horizontal(pl.col(c) - (pl.col(f"{c}_") - 1.0), pl.lit(1e-9)).alias(c) for c in ("alpha", "beta"))
+           .with_columns(pl.max_horizontal(pl.col(c) - pl.col(f"{c}_"), pl.lit(0)).alias(c) for c in num[2:])
+           .select(w.state.table.columns))
+    w = w._replace(state=w.state._replace(table=out))
+    c = w.context
+    if c is None: return w
+    if cells is None: raise ValueError("without_sends: a contextual wave needs its sends' cells (context_cells)")
+    if c.policy.reward == "margin" and variants is None: raise ValueError("without_sends: a margin reward needs the campaign's variants (their offers)")
+    mine = sends.select(pl.col("wave").cast(pl.Int32), pl.col("customer_id").cast(pl.Int64), "variant_id").join(
+        cells.filter(pl.col("campaign_id") == cid).select("wave", "customer_id", "cell"), on=["wave", "customer_id"])
+    if c.policy.reward == "margin": mine = mine.join(variants.select("variant_id", "offer_type", "offer_value").unique("variant_id"), on="variant_id", how="left")
+    conv = ev.filter(pl.col("event_type") == "conversion")
+    rows = [wave_stats(g, conv.filter(wave=x), c.policy, costs).with_columns(wave=pl.lit(x, pl.Int32)) for (x,), g in mine.group_by("wave")]
+    if not rows: return w
+    taken = stats_from_rows(c.space, pl.concat(rows), c.weights)   # a pending wave's sends weighted as the statistics weight them
+    n = c.stats.n - taken.n
+    left = n > 1e-9                                                 # a pair with nothing left has no sums either (rounding aside)
+    stats = ContextStats(np.where(left, n, 0.0), np.where(left, c.stats.s - taken.s, 0.0), np.where(left, np.maximum(c.stats.ss - taken.ss, 0.0), 0.0),
+                         c.stats.seen)
+    probs = context_allocation(c.space, stats, c.policy, seed=c.key[0], campaign_id=c.key[1], wave=c.key[2], eligible=c.eligible)
+    return w._replace(context=c._replace(stats=stats, probs=probs))
+
 # %% ../../nbs/35_waves.ipynb #45ccdfb7
 def champion_challenger(
     w: Wave,                   # the wave being drawn
@@ -1108,15 +1168,30 @@ def champion_challenger(
     candidates: dict,          # name -> policy: the wave's own first, then challengers
     *,
     holdout: float,
+    events=None,               # the lake's events (a scan is fine): what each fold's sends taught, to take it out
+    seed: int | None = None,   # the run's seed: keys the folds, with the campaign and wave
+    folds: int = 2,            # cross-fitting folds; 1: weighed with what the candidates learned from every send (leans optimistic)
+    cells: pl.DataFrame | None = None,      # context_cells (a contextual wave)
+    variants: pl.DataFrame | None = None,   # the campaign's variants (a margin reward)
+    costs: Costs = Costs(),    # the campaign's cost model (a margin reward)
 ) -> pl.DataFrame:             # policy, sends, value, low, high, snips, ess, and difference, difference_low, difference_high from the first
     """Each candidate's estimated reward per send on the earlier waves' sends to this wave's customers, from their logged propensities,
-    and each later one's difference from the first (the wave's own), paired on the same sends."""
+    cross-fitted (each fold of customers weighed with what the candidates learned without its sends), and each later one's
+    difference from the first (the wave's own), paired on the same sends."""
     logged = (judged.filter(arm="treatment").join(rewards, on=["wave", "customer_id"])
               .join(w.rows.select("customer_id"), on="customer_id", how="semi").sort("wave", "customer_id"))
     p, r = logged["propensity"].to_numpy(), logged["reward"].to_numpy()
+    if folds == 1 or logged.is_empty(): parts = [(np.ones(logged.height, dtype=bool), w)]
+    else:
+        if events is None or seed is None: raise ValueError("champion_challenger: cross-fitting needs the events (events=) and the run's seed (seed=); folds=1 weighs without it")
+        fold = crossfit_folds(logged["customer_id"].to_numpy(), seed=seed, campaign_id=w.rows["campaign_id"][0], wave=int(w.rows["wave"][0]), folds=folds)
+        own = next(iter(candidates.values()))
+        parts = [(fold == k, without_sends(w, logged.filter(pl.Series(fold == k)), events, reward=own.reward, cells=cells, variants=variants, costs=costs))
+                 for k in range(folds)]
     out, first = [], None
     for name, pol in candidates.items():
-        q = candidate_probabilities(w, logged, pol)
+        q = np.zeros(logged.height)
+        for m, wk in parts: q[m] = candidate_probabilities(wk, logged.filter(pl.Series(m)), pol)
         est = policy_estimate(p, q, r, holdout=holdout, against=first)
         out.append({"policy": name, "difference": None, "difference_low": None, "difference_high": None} | est)
         if first is None: first = q
