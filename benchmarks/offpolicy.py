@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,37 +37,10 @@ from campaign_lab.contextual import ContextualThompson, allocation as context_al
 from campaign_lab.lake import read_table, table_versions
 from campaign_lab.records import CLOCK_ENV
 from campaign_lab.synth import response_probabilities
+from weekly import make_demo   # benchmarks/weekly.py: the demo in a scratch project
 
 
 PAIRED = "baseline - the wave's (paired)"
-ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = """[campaign_lab]
-lake_dir = lake
-runs_dir = runs
-contracts_dir = {root}/data_contracts
-pipelines_dir = {root}/nbs/pipelines
-seed = 20261126
-kernel_name = python3
-holdout_share = 0.1
-chain_opened_at = 2019-01-01
-n_customers = {n}
-cell_timeout = 3600
-"""
-
-
-def make_demo(project: Path, customers: int, waves_: int) -> float:
-    "The demo in a fresh scratch project: both campaigns, contextual on revenue; its wall time."
-    if project.exists() and any(project.iterdir()): raise SystemExit(f"{project}: not empty (the benchmark starts from a fresh project)")
-    project.mkdir(parents=True, exist_ok=True)
-    (project / "settings.ini").write_text(SETTINGS.format(root=ROOT, n=customers))
-    shutil.copytree(ROOT / "campaigns", project / "campaigns")
-    t0 = time.perf_counter()
-    demo = subprocess.run([str(Path(sys.executable).parent / "campaign-lab-world"), "demo", "--campaign", "campaigns/win_back.yaml",
-                           "--campaign", "campaigns/spring.yaml", "--waves", str(waves_), "--n-customers", str(customers),
-                           "--policy", "contextual_thompson", "--reward", "revenue"],
-                          cwd=project, env=os.environ | {"CAMPAIGN_LAB_ROOT": str(project)}, capture_output=True, text=True)
-    if demo.returncode: raise SystemExit(f"the demo failed:\n{demo.stdout[-3000:]}\n{demo.stderr[-3000:]}")
-    return time.perf_counter() - t0
 
 
 class LakeReader:
@@ -118,7 +90,7 @@ def main(argv=None) -> int:
     if a.project: return measure(a)
     a.project = a.work or Path(tempfile.mkdtemp(prefix="bench-offpolicy-"))
     try:
-        wall = make_demo(a.project, a.customers, a.waves)
+        wall = make_demo(a.project, a.customers, a.waves, policy="contextual_thompson", reward="revenue")
         print(f"demo: {a.customers:,} customers, {a.waves} wave(s) of both campaigns, contextual on revenue, in {wall:.0f} s ({a.project})")
         return measure(a)
     finally:

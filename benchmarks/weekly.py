@@ -47,6 +47,21 @@ cell_timeout = 3600
 BEFORE = {"seconds": 279.3, "peak_gb": 15.3}   # session 3, the same steps without export and ingest (README)
 
 
+def make_demo(project: Path, customers: int, waves: int, *, policy: str | None = None, reward: str | None = None) -> float:
+    "The demo (both campaigns, `waves` waves) in a fresh scratch project; its wall time in seconds."
+    if project.exists() and any(project.iterdir()): raise SystemExit(f"{project}: not empty (the benchmark starts from a fresh project)")
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "settings.ini").write_text(SETTINGS.format(root=ROOT, n=customers))
+    shutil.copytree(ROOT / "campaigns", project / "campaigns")
+    t0 = time.perf_counter()
+    demo = subprocess.run([str(Path(sys.executable).parent / "campaign-lab-world"), "demo", "--campaign", "campaigns/win_back.yaml",
+                           "--campaign", "campaigns/spring.yaml", "--waves", str(waves), "--n-customers", str(customers),
+                           *(["--policy", policy] if policy else []), *(["--reward", reward] if reward else [])],
+                          cwd=project, env=os.environ | {"CAMPAIGN_LAB_ROOT": str(project)}, capture_output=True, text=True)
+    if demo.returncode: raise SystemExit(f"the demo failed:\n{demo.stdout[-3000:]}\n{demo.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
 def runs(project: Path) -> list[dict]:
     "Every pipeline run of the demo: week, pipeline, what it ran on, seconds, kernel peak."
     out = []
@@ -86,17 +101,7 @@ def main():
     a = ap.parse_args()
     project = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="bench-weekly-"))
     try:
-        if project.exists() and any(project.iterdir()): raise SystemExit(f"{project}: not empty (the benchmark starts from a fresh project)")
-        project.mkdir(parents=True, exist_ok=True)
-        (project / "settings.ini").write_text(SETTINGS.format(root=ROOT, n=a.customers))
-        shutil.copytree(ROOT / "campaigns", project / "campaigns")
-        t0 = time.perf_counter()
-        demo = subprocess.run([str(Path(sys.executable).parent / "campaign-lab-world"), "demo", "--campaign", "campaigns/win_back.yaml",
-                               "--campaign", "campaigns/spring.yaml", "--waves", "1", "--n-customers", str(a.customers),
-                               *(["--policy", a.policy] if a.policy else []), *(["--reward", a.reward] if a.reward else [])],
-                              cwd=project, env=os.environ | {"CAMPAIGN_LAB_ROOT": str(project)}, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if demo.returncode: raise SystemExit(f"the demo failed:\n{demo.stdout[-3000:]}\n{demo.stderr[-3000:]}")
+        wall = make_demo(project, a.customers, 1, policy=a.policy, reward=a.reward)
         steps, other = weekly(runs(project))
         print(f"the weekly cycle at {a.customers:,} customers, 2 campaigns, {a.policy or 'the default'} policy, every step a kernel with its report (the demo took "
               f"{wall:.0f} s in all, the synthetic world included)")
