@@ -8,6 +8,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from conftest import REPO
 
@@ -360,9 +361,12 @@ def test_a_wave_reads_the_features_segment_apply_stored_until_an_ingest(project)
     write_table(lake, "transactions", extra, append=True)
     feats, day, stored, _ = context()
     want = features(pl.concat([t["transactions"], extra]), t["customers"], as_of=day)
-    assert day == s.day and not stored and feats.select(want.columns).sort("customer_id").equals(want.sort("customer_id"))
+    # equal up to the order floats were summed in: the streaming engine's morsels split a customer's orders differently for
+    # a lake's two files than for one frame (one customer's spend differed by 3e-14 on CI), as on Spark (60_spark)
+    assert day == s.day and not stored
+    assert_frame_equal(feats.select(want.columns).sort("customer_id"), want.sort("customer_id"), check_exact=False, rel_tol=1e-12, abs_tol=1e-9)
     served = context_features(lake, Customers(ids, np.zeros(len(ids), np.int16), np.ones(len(ids), bool), seg.version))
-    assert served.drop("segment").sort("customer_id").equals(want.sort("customer_id"))
+    assert_frame_equal(served.drop("segment").sort("customer_id"), want.sort("customer_id"), check_exact=False, rel_tol=1e-12, abs_tol=1e-9)
 
 
 def test_the_fit_balances_over_sent_pairs_against_a_direct_computation(world):
