@@ -73,3 +73,31 @@ def test_a_small_campaign_learning_from_a_big_one_starts_ahead():
     alone = capture_by_wave(ts, fs, win_back, {"win_back": ContextualThompson()}, waves=1, seed=5)
     warm = capture_by_wave(ts, fs, win_back, {"win_back": ContextualThompson()}, waves=1, seed=5, learned={"win_back": states["spring"]})
     assert alone["captured"][0] == pytest.approx(0.0, abs=1e-9) and warm["captured"][0] > 0.15, warm
+
+
+def test_the_doubly_robust_estimate_is_unbiased_under_a_wrong_model_and_tighter_under_a_good_one():
+    """`waves.policy_estimate` on logged sends drawn with known propensities (10% holdout): over 300 replications, the doubly
+    robust estimate of a deterministic target centres on its true value with a wrong reward model (a constant) as with the true
+    one, its 95% interval holds the truth about 95% of the time, and the true model makes it vary less than IPS."""
+    from campaign_lab.waves import policy_estimate
+    rng = np.random.default_rng(11)
+    rate = rng.uniform(0.02, 0.2, (4, 3)) * rng.uniform(5, 30, (4, 3))   # expected reward of (context, variant)
+    logging = rng.dirichlet(np.ones(3) * 2, 4)                               # the logging policy's propensities, given treatment
+    best = rate.argmax(1)
+    truth = rate[np.arange(4), best].mean()                                    # contexts equally likely
+    out = {k: [] for k in ("ips", "wrong", "true")}
+    held = []
+    for _ in range(300):
+        x = rng.integers(0, 4, 4000)
+        a = (rng.random(4000)[:, None] > np.cumsum(logging[x], 1)).sum(1)
+        r = rng.exponential(rate[x, a])                                        # heavy-ish tails, the right mean
+        p, q = 0.9 * logging[x, a], (a == best[x]).astype(float)
+        out["ips"].append(policy_estimate(p, q, r, holdout=0.1)["value"])
+        wrong = policy_estimate(p, q, r, holdout=0.1, direct=np.full(4000, 5.0), fitted=np.full(4000, 5.0))
+        out["wrong"].append(wrong["value"])
+        true = policy_estimate(p, q, r, holdout=0.1, direct=rate[x, best[x]], fitted=rate[x, a])
+        out["true"].append(true["value"]); held.append(true["low"] <= truth <= true["high"])
+    for k, v in out.items():
+        assert abs(np.mean(v) - truth) < 4 * np.std(v) / np.sqrt(len(v)), (k, np.mean(v), truth)
+    assert np.std(out["true"]) < 0.8 * np.std(out["ips"]), (np.std(out["true"]), np.std(out["ips"]))
+    assert 0.9 < np.mean(held) < 0.99, np.mean(held)

@@ -18,7 +18,7 @@ from scipy import special, stats
 
 from .bandit import BanditState, Policy, ThompsonBeta, allocation, assign, breach_probability, make_policy, prob_best_beta, state_for_campaign, update
 from .contextual import (ContextSpace, ContextStats, ContextualThompson, allocation as context_allocation, arrived_share,
-                                     posterior as context_posterior, transfer_prior,
+                                     posterior as context_posterior, cell_design, variant_design, transfer_prior,
                                      assign_cells, cells, fit_space, stats_from_rows, wave_stats)
 from .contracts import ContractError, ContractResult, default_parameters, referenced_tables, validate
 from .draws import keyed_uniform, keyed_uniforms, stream_key
@@ -39,8 +39,8 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history',
            'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch',
            'contradictions', 'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities',
-           'policy_estimate', 'crossfit_folds', 'without_sends', 'champion_challenger', 'challenger_verdict',
-           'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
+           'policy_estimate', 'crossfit_folds', 'without_sends', 'RewardModel', 'reward_model', 'champion_challenger',
+           'challenger_verdict', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -1045,6 +1045,58 @@ def attribute_orders(
     return events, warning
 
 # %% ../../nbs/35_waves.ipynb #848c2de5
+def _segment_matrix(df: pl.DataFrame, segs: np.ndarray, U: dict, col: str) -> np.ndarray:
+    "(segments, variants) from rows of segment, variant_id and `col`; 0 where there is no row."
+    out = np.zeros((len(segs), len(U)))
+    si = np.searchsorted(segs, df["segment"].to_numpy())
+    vi = df["variant_id"].replace_strict(U, default=-1, return_dtype=pl.Int64).to_numpy()
+    ok = (vi >= 0) & (si < len(segs))
+    out[si[ok], vi[ok]] = df[col].to_numpy()[ok]
+    return out
+
+def _send_terms(w: Wave, logged: pl.DataFrame, policy, model=None) -> tuple:
+    """Each logged send's probability under `policy`; with a `RewardModel` of the wave, also the model's expected reward of the send's
+    customer under `policy` (direct) and of the logged pair (fitted)."""
+    c = w.context
+    if isinstance(policy, ContextualThompson):
+        if c is None: raise ValueError("candidate_probabilities: a contextual candidate needs a contextual wave (its cells and allocation)")
+        probs = c.probs
+        if policy != c.policy:
+            check_counted(c.key[1], c.policy, policy)
+            probs = context_allocation(c.space, c.stats, policy, seed=c.key[0], campaign_id=c.key[1], wave=c.key[2], eligible=c.eligible)
+        per_segment = feedback_policy(policy.reward)   # a customer outside the space is drawn per segment, as the wave does
+    else: probs, per_segment = None, policy
+    alloc = allocation(w.state, per_segment).select("segment", "variant_id", "p")
+    if model is not None: variants, segs = model.variants, model.segments
+    else:
+        variants = sorted(set(alloc["variant_id"].to_list()) | set(c.space.variants if c is not None else ()))
+        segs = np.unique(np.concatenate([alloc["segment"].to_numpy(), w.rows["segment"].to_numpy()]).astype(np.int64))
+    U = {v: i for i, v in enumerate(variants)}
+    where = logged.select("customer_id", "variant_id").join(
+        w.rows.select("customer_id", "segment", cell=pl.Series(c.cell) if c is not None else pl.lit(-1, pl.Int64)),
+        on="customer_id", how="left", maintain_order="left")
+    seg = where["segment"].fill_null(-1).to_numpy().astype(np.int64)
+    si = np.minimum(np.searchsorted(segs, seg), len(segs) - 1)
+    found = segs[si] == seg                                               # a customer not in the wave (or its segments) gets 0
+    cell = np.where(found, where["cell"].fill_null(-1).to_numpy(), -1)
+    vi = where["variant_id"].replace_strict(U, default=-1, return_dtype=pl.Int64).to_numpy()
+    # rows of `dist`: each segment's per-segment allocation, then (a contextual candidate) each cell's; a send reads its place's row
+    dist = _segment_matrix(alloc, segs, U, "p")
+    if probs is not None:
+        inside = np.zeros((c.space.n_cells, len(U)))
+        inside[:, [U[v] for v in c.space.variants]] = probs
+        dist = np.vstack([dist, inside])
+    place = np.where(cell >= 0, len(segs) + cell, si) if probs is not None else si
+    ok = found & (vi >= 0)
+    q = np.where(ok, dist[place, np.maximum(vi, 0)], 0.0)
+    if model is None: return q, None, None
+    if not len(q): return q, q.copy(), q.copy()
+    rows = model.segment if model.cell is None else np.vstack([model.segment, model.cell])
+    view = np.where(cell >= 0, len(segs) + cell, si) if model.cell is not None else si     # the model's closest view of the customer
+    pairs, inv = np.unique(place * len(rows) + view, return_inverse=True)                   # a few hundred distinct: one dot product each
+    direct = np.where(found, np.einsum("pv,pv->p", dist[pairs // len(rows)], rows[pairs % len(rows)])[inv.ravel()], 0.0)
+    return q, direct, np.where(ok, rows[view, np.maximum(vi, 0)], 0.0)
+
 def candidate_probabilities(
     w: Wave,                   # the wave being drawn: its customers, its state, and its contextual allocation if any
     logged: pl.DataFrame,      # customer_id, variant_id: the logged sends to weigh
@@ -1054,24 +1106,7 @@ def candidate_probabilities(
     contextual candidate other than the wave's own draws its allocation as the wave would have with it: the campaign's space and
     statistics, the same eligible pairs and posterior key; one that counts another reward or cap than the statistics is refused. A customer
     outside the campaign's space (a segment it did not have at its first wave) is drawn per segment, by the wave and by the candidate alike."""
-    if isinstance(policy, ContextualThompson):
-        if w.context is None: raise ValueError("candidate_probabilities: a contextual candidate needs a contextual wave (its cells and allocation)")
-        c = w.context
-        probs = c.probs
-        if policy != c.policy:
-            check_counted(c.key[1], c.policy, policy)
-            probs = context_allocation(c.space, c.stats, policy, seed=c.key[0], campaign_id=c.key[1], wave=c.key[2], eligible=c.eligible)
-        where = logged.select("customer_id", "variant_id").join(
-            w.rows.select("customer_id").with_columns(cell=pl.Series(c.cell)), on="customer_id", how="left", maintain_order="left")
-        v = where["variant_id"].replace_strict({x: i for i, x in enumerate(c.space.variants)}, default=-1, return_dtype=pl.Int64).to_numpy()
-        cell = where["cell"].fill_null(-1).to_numpy()
-        ok = (cell >= 0) & (v >= 0)
-        inside = np.where(ok, probs[np.maximum(cell, 0), np.maximum(v, 0)], 0.0)
-        if (cell >= 0).all(): return inside
-        return np.where(cell >= 0, inside, candidate_probabilities(w, logged, feedback_policy(policy.reward)))   # drawn per segment, as the wave does
-    alloc = allocation(w.state, policy).select("segment", "variant_id", "p")
-    return (logged.select("customer_id", "variant_id").join(w.rows.select("customer_id", "segment"), on="customer_id", how="left", maintain_order="left")
-            .join(alloc, on=["segment", "variant_id"], how="left", maintain_order="left")["p"].fill_null(0.0).to_numpy())
+    return _send_terms(w, logged, policy)[0]
 
 # %% ../../nbs/35_waves.ipynb #cb85e6b6
 def policy_estimate(
@@ -1082,23 +1117,34 @@ def policy_estimate(
     holdout: float,            # the holdout share the sends were assigned with
     alpha: float = 0.05,
     against: np.ndarray | None = None,   # another candidate's probabilities of the same pairs: also the difference from it
-) -> dict:                     # sends, value (IPS per send), low, high, snips, ess; with `against`: difference, difference_low, difference_high
-    """Off-policy estimate of a candidate's reward per send from logged sends with exact propensities: IPS with its interval, SNIPS, ESS;
-    and its difference from another candidate on the same sends, with the interval of the send-by-send differences (paired)."""
+    direct: np.ndarray | None = None,    # doubly robust: a reward model's expected reward of each send's customer under the candidate
+    fitted: np.ndarray | None = None,    # ... and its expected reward of each logged pair (with `direct`)
+    against_direct: np.ndarray | None = None,   # the other candidate's `direct` (with `against` and `direct`)
+) -> dict:                     # sends, value (per send), low, high, snips, ess; with `against`: difference, difference_low, difference_high
+    """Off-policy estimate of a candidate's reward per send from logged sends with exact propensities, IPS or (with a reward model)
+    doubly robust, with its interval, SNIPS and ESS; and its difference from another candidate on the same sends, with the interval of
+    the send-by-send differences (paired)."""
     n = len(reward)
     if n == 0: return {"sends": 0, "value": None, "low": None, "high": None, "snips": None, "ess": 0.0} | (
         {"difference": None, "difference_low": None, "difference_high": None} if against is not None else {})
-    scale = (1.0 - holdout) / np.asarray(propensity, float) * np.asarray(reward, float)
+    if (direct is None) != (fitted is None) or (against is not None and direct is not None and against_direct is None):
+        raise ValueError("policy_estimate: a doubly robust estimate needs direct and fitted (and against_direct with against)")
+    odds = (1.0 - holdout) / np.asarray(propensity, float)
+    r = np.asarray(reward, float)
+    resid = r if direct is None else r - np.asarray(fitted, float)    # what the model did not foresee
     z = float(stats.norm.ppf(1 - alpha / 2))
-    def ips(t):   # mean and its interval
+    def mean_ci(t):   # mean and its interval
         se = float(t.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         return float(t.mean()), float(t.mean()) - z * se, float(t.mean()) + z * se
-    w = np.asarray(target, float) * (1.0 - holdout) / np.asarray(propensity, float)
-    value, low, high = ips(np.asarray(target, float) * scale)
+    def terms(q, dm): return q * odds * resid + (0.0 if dm is None else np.asarray(dm, float))
+    w = np.asarray(target, float) * odds
+    value, low, high = mean_ci(terms(np.asarray(target, float), direct))
+    ips = float((w * r).mean())
     out = {"sends": n, "value": value, "low": low, "high": high,
-           "snips": float(value * n / w.sum()) if w.sum() > 0 else None, "ess": float(w.sum() ** 2 / (w * w).sum()) if (w * w).sum() > 0 else 0.0}
+           "snips": float(ips * n / w.sum()) if w.sum() > 0 else None, "ess": float(w.sum() ** 2 / (w * w).sum()) if (w * w).sum() > 0 else 0.0}
     if against is None: return out
-    return out | dict(zip(("difference", "difference_low", "difference_high"), ips((np.asarray(target, float) - np.asarray(against, float)) * scale)))
+    diff = terms(np.asarray(target, float) - np.asarray(against, float), None if direct is None else np.asarray(direct, float) - np.asarray(against_direct, float))
+    return out | dict(zip(("difference", "difference_low", "difference_high"), mean_ci(diff)))
 
 # %% ../../nbs/35_waves.ipynb #58f64b49
 def crossfit_folds(
@@ -1160,6 +1206,40 @@ def without_sends(
     probs = context_allocation(c.space, stats, c.policy, seed=c.key[0], campaign_id=c.key[1], wave=c.key[2], eligible=c.eligible)
     return w._replace(context=c._replace(stats=stats, probs=probs))
 
+# %% ../../nbs/35_waves.ipynb #f0f65d8d
+class RewardModel(NamedTuple):
+    "What a wave expects a send to earn, per segment and (a contextual wave) per cell: the model of a doubly robust estimate."
+    variants: tuple            # variant ids: the columns
+    segments: np.ndarray       # segment ids, sorted: the rows of `segment`
+    segment: np.ndarray        # (segments, variants): each arm's mean reward per send in the per-segment state, shrunk to its segment's
+    cell: np.ndarray | None    # (cells, variants): the contextual posterior's mean reward per send (None on a per-segment wave)
+
+def reward_model(
+    w: Wave,                   # a wave; cross-fitted, the wave without a fold's sends (`without_sends`)
+    *,
+    reward: str,               # what the wave's policy learns (the per-segment state holds revenue for a margin campaign)
+    shrink: float = 10.0,      # each arm's mean is shrunk to its segment's by this many sends' worth
+) -> RewardModel:
+    """The reward model a wave's own statistics give: per (segment, variant) the state's reward per send, shrunk to the segment's mean;
+    per (cell, variant) on a contextual wave the posterior mean $z_c^\\top \\hat B f_v$ (of the capped reward; a variant outside the
+    space gets its segment's mean)."""
+    t, c = w.state.table, w.context
+    n = (t["alpha"] + t["beta"] - 2.0).to_numpy()                     # discounted sends (the Beta(1, 1) start is not data)
+    s = (t["reward_sum"] if feedback_policy(reward).reward == "revenue" else t["alpha"] - 1.0).to_numpy()
+    variants = tuple(sorted(set(t["variant_id"].to_list()) | set(c.space.variants if c is not None else ())))
+    segs = np.unique(np.concatenate([t["segment"].to_numpy(), w.rows["segment"].to_numpy()]).astype(np.int64))
+    si = np.searchsorted(segs, t["segment"].to_numpy())
+    mean = np.bincount(si, s, len(segs)) / np.maximum(np.bincount(si, n, len(segs)), 1e-12)   # each segment's reward per send
+    U = {v: i for i, v in enumerate(variants)}
+    segment = np.repeat(mean[:, None], len(U), axis=1)                # a variant the segment has no arm for: its mean
+    segment[si, [U[v] for v in t["variant_id"].to_list()]] = (s + shrink * mean[si]) / (n + shrink)
+    if c is None: return RewardModel(variants, segs, segment, None)
+    post, Z, F = context_posterior(c.space, c.stats, c.policy), cell_design(c.space), variant_design(c.space)
+    of = np.searchsorted(segs, np.asarray(c.space.segments)[Z[:, 1:1 + len(c.space.segments)].argmax(1)])   # each cell's segment
+    cell = segment[np.minimum(of, len(segs) - 1)].copy()
+    cell[:, [U[v] for v in c.space.variants]] = Z @ post.mean.reshape(Z.shape[1], F.shape[1]) @ F.T
+    return RewardModel(variants, segs, segment, cell)
+
 # %% ../../nbs/35_waves.ipynb #45ccdfb7
 def champion_challenger(
     w: Wave,                   # the wave being drawn
@@ -1171,32 +1251,38 @@ def champion_challenger(
     events=None,               # the lake's events (a scan is fine): what each fold's sends taught, to take it out
     seed: int | None = None,   # the run's seed: keys the folds, with the campaign and wave
     folds: int = 2,            # cross-fitting folds; 1: weighed with what the candidates learned from every send (leans optimistic)
+    estimator: str = "dr",     # dr: doubly robust, with the reward model of what each fold's candidates learned; ips: weights alone
     cells: pl.DataFrame | None = None,      # context_cells (a contextual wave)
     variants: pl.DataFrame | None = None,   # the campaign's variants (a margin reward)
     costs: Costs = Costs(),    # the campaign's cost model (a margin reward)
-) -> pl.DataFrame:             # policy, sends, value, low, high, snips, ess, and difference, difference_low, difference_high from the first
+) -> pl.DataFrame:             # policy, sends, value, low, high, snips, ess, difference, difference_low, difference_high from the first, estimator
     """Each candidate's estimated reward per send on the earlier waves' sends to this wave's customers, from their logged propensities,
-    cross-fitted (each fold of customers weighed with what the candidates learned without its sends), and each later one's
-    difference from the first (the wave's own), paired on the same sends."""
+    cross-fitted (each fold of customers weighed with what the candidates learned without its sends, and doubly robust with the reward
+    model learned without them), and each later one's difference from the first (the wave's own), paired on the same sends."""
+    if estimator not in ("dr", "ips"): raise ValueError(f"champion_challenger: estimator must be dr or ips, got {estimator!r}")
     logged = (judged.filter(arm="treatment").join(rewards, on=["wave", "customer_id"])
               .join(w.rows.select("customer_id"), on="customer_id", how="semi").sort("wave", "customer_id"))
     p, r = logged["propensity"].to_numpy(), logged["reward"].to_numpy()
+    own = next(iter(candidates.values()))
     if folds == 1 or logged.is_empty(): parts = [(np.ones(logged.height, dtype=bool), w)]
     else:
         if events is None or seed is None: raise ValueError("champion_challenger: cross-fitting needs the events (events=) and the run's seed (seed=); folds=1 weighs without it")
         fold = crossfit_folds(logged["customer_id"].to_numpy(), seed=seed, campaign_id=w.rows["campaign_id"][0], wave=int(w.rows["wave"][0]), folds=folds)
-        own = next(iter(candidates.values()))
         parts = [(fold == k, without_sends(w, logged.filter(pl.Series(fold == k)), events, reward=own.reward, cells=cells, variants=variants, costs=costs))
                  for k in range(folds)]
+    models = [reward_model(wk, reward=own.reward) if estimator == "dr" else None for _, wk in parts]
     out, first = [], None
     for name, pol in candidates.items():
-        q = np.zeros(logged.height)
-        for m, wk in parts: q[m] = candidate_probabilities(wk, logged.filter(pl.Series(m)), pol)
-        est = policy_estimate(p, q, r, holdout=holdout, against=first)
-        out.append({"policy": name, "difference": None, "difference_low": None, "difference_high": None} | est)
-        if first is None: first = q
+        q, dm, fit = np.zeros(logged.height), np.zeros(logged.height), np.zeros(logged.height)
+        for (m, wk), model in zip(parts, models):
+            q[m], d_, f_ = _send_terms(wk, logged.filter(pl.Series(m)), pol, model)
+            if model is not None: dm[m], fit[m] = d_, f_
+        dr = dict(direct=dm, fitted=fit, against_direct=None if first is None else first[1]) if estimator == "dr" else {}
+        est = policy_estimate(p, q, r, holdout=holdout, against=None if first is None else first[0], **dr)
+        out.append({"policy": name, "difference": None, "difference_low": None, "difference_high": None} | est | {"estimator": estimator})
+        if first is None: first = (q, dm)
     schema = {"policy": pl.String, "sends": pl.Int64, "value": pl.Float64, "low": pl.Float64, "high": pl.Float64, "snips": pl.Float64, "ess": pl.Float64,
-              "difference": pl.Float64, "difference_low": pl.Float64, "difference_high": pl.Float64}
+              "difference": pl.Float64, "difference_low": pl.Float64, "difference_high": pl.Float64, "estimator": pl.String}
     return pl.DataFrame(out, schema=schema)
 
 # %% ../../nbs/35_waves.ipynb #37d323c0
