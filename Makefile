@@ -71,7 +71,7 @@ test-fast: $(STAMP) $(AIRFLOW_STAMP) browser
 	$(BIN)/nbdev-test --skip-file-re "60_spark"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
-# the long end-to-end checks (about 15 minutes here): notebook cells flagged `#| slow` and tests marked slow; CI runs them too
+# the long end-to-end checks (about 45 minutes here): notebook cells flagged `#| slow` and tests marked slow; CI runs them too
 test-slow: $(STAMP) $(AIRFLOW_STAMP) $(MLFLOW_STAMP) browser
 	$(BIN)/nbdev-test --flags slow --file-re "60_spark" --cell-timeout 1800   # its last cell breaks every contract rule once on Spark: 554 s to over 600 s here
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow
