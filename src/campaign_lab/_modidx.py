@@ -266,6 +266,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'campaign_lab.cycle.run_cycle': ('cycle.html#run_cycle', 'campaign_lab/cycle.py')},
             'campaign_lab.draws': { 'campaign_lab.draws._mix64': ('draws.html#_mix64', 'campaign_lab/draws.py'),
                                     'campaign_lab.draws._mix_int': ('draws.html#_mix_int', 'campaign_lab/draws.py'),
+                                    'campaign_lab.draws.exact_sum': ('draws.html#exact_sum', 'campaign_lab/draws.py'),
                                     'campaign_lab.draws.keyed_uniform': ('draws.html#keyed_uniform', 'campaign_lab/draws.py'),
                                     'campaign_lab.draws.keyed_uniform_one': ('draws.html#keyed_uniform_one', 'campaign_lab/draws.py'),
                                     'campaign_lab.draws.keyed_uniforms': ('draws.html#keyed_uniforms', 'campaign_lab/draws.py'),

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from scipy import special
 
-from .draws import keyed_uniform, keyed_uniforms, stream_key
+from .draws import exact_sum, keyed_uniform, keyed_uniforms, stream_key
 from .records import now
 from .lake import ARMS, EVENT_TYPES, TABLES
 
@@ -382,14 +382,14 @@ def update(
     if reward not in ("open", "click", "conversion", "revenue"): raise ValueError(f"update: reward must be open, click, conversion or revenue, got {reward!r}")
     if discount is not None and not 0 < discount <= 1: raise ValueError(f"update: discount must be in (0, 1], got {discount}")
     ev = _new_events(_check_events(events), state.seen)
-    # lazy: polars' query engine runs these group-bys about three times faster than the eager API here
+    # lazy: polars' query engine runs these group-bys about three times faster than the eager API here; money sums are exact (any order)
     sends = ev.lazy().group_by(ARM_KEYS).agg(new_n=(pl.col("event_type") == "send").sum().cast(pl.Int64)).collect()
     if reward == "revenue":
-        per_send = ev.lazy().filter(event_type="conversion").group_by(*ARM_KEYS, "wave", "customer_id").agg(r=pl.col("revenue").sum())
-        succ = per_send.group_by(ARM_KEYS).agg(new_s=(pl.col("r") > 0).sum(), new_r=pl.col("r").sum(), new_rr=(pl.col("r") ** 2).sum()).collect()
+        per_send = ev.lazy().filter(event_type="conversion").group_by(*ARM_KEYS, "wave", "customer_id").agg(r=exact_sum(pl.col("revenue")))
+        succ = per_send.group_by(ARM_KEYS).agg(new_s=(pl.col("r") > 0).sum(), new_r=exact_sum(pl.col("r")), new_rr=exact_sum(pl.col("r"), squared=True)).collect()
     else:  # a send succeeds once, however many reward events it has
         succ = (ev.lazy().filter(event_type=reward).unique([*ARM_KEYS, "wave", "customer_id"]).group_by(ARM_KEYS)
-                .agg(new_s=pl.len(), new_r=pl.col("revenue").sum(), new_rr=pl.lit(0.0)).collect())
+                .agg(new_s=pl.len(), new_r=exact_sum(pl.col("revenue")), new_rr=pl.lit(0.0)).collect())
     return fold(state, ev.select("campaign_id", "event_id"), sends, succ, discount=discount, prior=prior, at=at)
 
 # %% ../../nbs/30_bandit.ipynb #1875029c

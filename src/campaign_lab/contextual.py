@@ -17,7 +17,7 @@ from scipy.stats import norm as stats_norm
 from concurrent.futures import ThreadPoolExecutor
 
 from .bandit import invert_cdf
-from .draws import keyed_uniforms, stream_key
+from .draws import exact_sum, keyed_uniforms, stream_key
 from .variants import Costs, offer_margin
 
 # %% auto #0
@@ -394,13 +394,13 @@ def wave_stats(
     if policy.reward != "conversion":   # an infinite revenue is capped below, a NaN would sum to NaN
         _finite(conversions["revenue"].cast(pl.Float64).fill_null(0.0).clip(-policy.reward_cap, policy.reward_cap).to_numpy(),
                 "conversions", "revenue", "a conversion's revenue must be a number")
-    per = conversions.group_by("customer_id").agg(r=pl.col("revenue").sum() if policy.reward != "conversion" else pl.lit(1.0))
+    per = conversions.group_by("customer_id").agg(r=exact_sum(pl.col("revenue")) if policy.reward != "conversion" else pl.lit(1.0))
     j = sends.select(*need).with_columns(pl.col("cell").cast(pl.Int32)).join(per, on="customer_id", how="left")
     if policy.reward == "margin":   # only a converted send has a margin; one that did not convert earns 0
         m = offer_margin(j["r"].fill_null(0.0), j["offer_type"].to_numpy(), j["offer_value"], costs)
         j = j.with_columns(r=pl.when(pl.col("r").is_not_null()).then(pl.Series(m)))
     r = pl.col("r").fill_null(0.0).clip(-policy.reward_cap, policy.reward_cap)
-    return (j.group_by("cell", "variant_id").agg(n=pl.len().cast(pl.Int64), reward_sum=r.sum(), reward_sq_sum=(r * r).sum())
+    return (j.group_by("cell", "variant_id").agg(n=pl.len().cast(pl.Int64), reward_sum=exact_sum(r), reward_sq_sum=exact_sum(r, squared=True))
             .sort("cell", "variant_id"))
 
 # %% ../../nbs/32_contextual.ipynb #9364d0ea

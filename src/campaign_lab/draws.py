@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import polars as pl
 
 # %% auto #0
-__all__ = ['stream_key', 'keyed_uniforms', 'keyed_uniform', 'keyed_uniform_one']
+__all__ = ['EXACT_UNIT', 'stream_key', 'keyed_uniforms', 'keyed_uniform', 'keyed_uniform_one', 'exact_sum']
 
 # %% ../../nbs/02_draws.ipynb #dfe174e5
 _M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
@@ -76,3 +77,16 @@ def keyed_uniform_one(
     "The keyed uniform of one customer, in plain Python."
     key = _mix_int(((seed & _MASK) * 0x9E3779B97F4A7C15 + (stream & _MASK)) & _MASK)
     return (_mix_int(((customer_id & _MASK) * 0x9E3779B97F4A7C15 & _MASK) ^ key) >> 11) * (1.0 / (1 << 53))
+
+# %% ../../nbs/02_draws.ipynb #189e52aa
+EXACT_UNIT = 1e6   # `exact_sum` counts in millionths: a value's digits beyond the sixth decimal are rounded
+
+def exact_sum(
+    x: pl.Expr,               # a float expression (money, rewards)
+    *,
+    squared: bool = False,    # the sum of its squares instead
+) -> pl.Expr:                 # Float64: the same bits in any order and partitioning
+    "The sum of a float expression in millionths, added as integers: exact, so independent of the order polars adds in."
+    u = (x * EXACT_UNIT).round().cast(pl.Int64)
+    if squared: return (u.cast(pl.Int128) * u.cast(pl.Int128)).sum().cast(pl.Float64) / EXACT_UNIT ** 2
+    return u.sum() / EXACT_UNIT

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from .draws import exact_sum
 from .lake import DAYPARTS, SEGMENT_FEATURES
 from .records import Metrics
 
@@ -26,7 +27,6 @@ __all__ = ['FEATURES', 'features', 'Segmenter', 'transform', 'match_labels', 'fi
 # %% ../../nbs/10_segments.ipynb #18be007e
 FEATURES = SEGMENT_FEATURES   # declared with the lake's segment_profiles table
 _LOGGED = ("recency_days", "frequency", "monetary", "avg_ticket", "mean_gap_days", "tenure_days")
-_SPEND_UNIT = 1e6   # spend is summed in millionths of the currency as integers: exact, so the same in any order (polars' float sums are not)
 
 def features(
     transactions: pl.DataFrame | pl.LazyFrame,  # the transactions table
@@ -47,7 +47,7 @@ def features(
            .group_by("customer_id")
            .agg(last=day.max(), first=day.min(), n_all=pl.len(),
                 frequency=(pl.col("ordered_at") >= start).sum(),
-                monetary=(pl.col("amount") * _SPEND_UNIT).round().cast(pl.Int64).filter(pl.col("ordered_at") >= start).sum(),
+                monetary=exact_sum(pl.col("amount").filter(pl.col("ordered_at") >= start)),   # the same bits in any order
                 offer_share=pl.col("used_offer").mean(),
                 weekend_share=(pl.col("ordered_at").dt.weekday() >= 6).mean(),
                 **{f"{d}_share": (pl.col("daypart") == d).mean() for d in DAYPARTS}))
@@ -57,7 +57,7 @@ def features(
                recency_days=(as_of_l - pl.coalesce("last", "signup_date")).dt.total_days().clip(0).cast(pl.Float64),
                tenure_days=(as_of_l - pl.col("signup_date")).dt.total_days().clip(0).cast(pl.Float64),
                frequency=pl.col("frequency").fill_null(0).cast(pl.Float64),
-               monetary=pl.col("monetary").fill_null(0) / _SPEND_UNIT,
+               monetary=pl.col("monetary").fill_null(0.0),
                mean_gap_days=pl.when(pl.col("n_all") >= 2)
                    .then((pl.col("last") - pl.col("first")).dt.total_days() / (pl.col("n_all") - 1))
                    .otherwise(float(window_days)).cast(pl.Float64))
