@@ -391,9 +391,8 @@ def wave_stats(
     need = ("customer_id", "variant_id", "cell") + (("offer_type", "offer_value") if policy.reward == "margin" else ())
     missing = [c for c in need if c not in sends.columns] + [f"conversions.{c}" for c in ("customer_id", "revenue") if c not in conversions.columns]
     if missing: raise ValueError(f"wave_stats: missing column(s) {', '.join(missing)}")
-    if policy.reward != "conversion":   # an infinite revenue is capped below, a NaN would sum to NaN
-        _finite(conversions["revenue"].cast(pl.Float64).fill_null(0.0).clip(-policy.reward_cap, policy.reward_cap).to_numpy(),
-                "conversions", "revenue", "a conversion's revenue must be a number")
+    if policy.reward != "conversion":   # summed exactly below: a NaN or an infinity has no sum (the events contract allows neither)
+        _finite(conversions["revenue"].cast(pl.Float64).fill_null(0.0).to_numpy(), "conversions", "revenue", "a conversion's revenue must be a finite number")
     per = conversions.group_by("customer_id").agg(r=exact_sum(pl.col("revenue")) if policy.reward != "conversion" else pl.lit(1.0))
     j = sends.select(*need).with_columns(pl.col("cell").cast(pl.Int32)).join(per, on="customer_id", how="left")
     if policy.reward == "margin":   # only a converted send has a margin; one that did not convert earns 0
