@@ -1086,13 +1086,14 @@ def _send_terms(w: Wave, logged: pl.DataFrame, policy, model=None) -> tuple:
         inside = np.zeros((c.space.n_cells, len(U)))
         inside[:, [U[v] for v in c.space.variants]] = probs
         dist = np.vstack([dist, inside])
-    place = np.where(cell >= 0, len(segs) + cell, si) if probs is not None else si
+    in_cell = np.where(cell >= 0, len(segs) + cell, si)                   # a customer's cell row, or its segment's outside the space
+    place = in_cell if probs is not None else si
     ok = found & (vi >= 0)
     q = np.where(ok, dist[place, np.maximum(vi, 0)], 0.0)
     if model is None: return q, None, None
     if not len(q): return q, q.copy(), q.copy()
     rows = model.segment if model.cell is None else np.vstack([model.segment, model.cell])
-    view = np.where(cell >= 0, len(segs) + cell, si) if model.cell is not None else si     # the model's closest view of the customer
+    view = in_cell if model.cell is not None else si                                       # the model's closest view of the customer
     pairs, inv = np.unique(place * len(rows) + view, return_inverse=True)                   # a few hundred distinct: one dot product each
     direct = np.where(found, np.einsum("pv,pv->p", dist[pairs // len(rows)], rows[pairs % len(rows)])[inv.ravel()], 0.0)
     return q, direct, np.where(ok, rows[view, np.maximum(vi, 0)], 0.0)
