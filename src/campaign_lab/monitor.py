@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .lift import LiftMetrics
-from .records import RunRecord, list_runs
+from .records import RunRecord, list_runs, money
 from .segments import SegmentApplyMetrics
 from .settings import Settings
 from .waves import ALLOCATION_FILE, HISTORY_FILE, LEADERBOARD_FILE, FeedbackMetrics, WaveMetrics, read_allocation
@@ -64,7 +64,7 @@ def evaluate_alerts(
             if earlier:
                 ref = statistics.median(earlier.values())
                 if ref > 0 and fm.reward_rate < settings.reward_collapse_ratio * ref:
-                    v = (lambda x: f"${x:,.2f}") if fm.reward == "revenue" else (lambda x: f"{x:.3%}")   # dollars per send, or a rate
+                    v = money if fm.reward == "revenue" else (lambda x: f"{x:.3%}")   # dollars per send, or a rate
                     raise_(r, "reward_collapse", f"wave {fm.wave} {'revenue per send' if fm.reward == 'revenue' else 'reward rate'} {v(fm.reward_rate)} "
                                                  f"is below {settings.reward_collapse_ratio:.0%} of the earlier waves' median {v(ref)}", scope)
             earlier[fm.wave] = fm.reward_rate
@@ -112,7 +112,7 @@ def _history_html(run: Path) -> str:
         board = (f' The whole <a href="{html.escape(run.name)}/{LEADERBOARD_FILE}">leaderboard</a> has every variant ({lb.height}, of which '
                  f'{lb.filter(pl.col("sends") == 0).height} with no sends yet).')
         per = next((c.removesuffix("_per_send") for c in lb.columns if c.endswith("_per_send")), None)   # revenue or margin, what it learns
-        key, f = (f"{per}_per_send", f"{per}_low", f"{per}_high"), (lambda v: "–" if v is None else f"${v:,.2f}")
+        key, f = (f"{per}_per_send", f"{per}_low", f"{per}_high"), money
         if per is None: key, f = ("rate", "rate_low", "rate_high"), (lambda v: "–" if v is None else f"{v:.2%}")
         cells = lambda r: ("<td>no sends yet</td>" if r[key[0]] is None else
                            f"<td>{f(r[key[0]])} ({f(r[key[1]])} to {f(r[key[2]])})</td>") + f"<td>{r['sends']:,}</td>"
@@ -187,7 +187,7 @@ def index_panels(
                 rows.append(f"<tr><td><code>{html.escape(v)}</code> {html.escape(last[v][1] or '')}</td>{cells}</tr>")
             emails = "".join(f'<td>{waves[(c, w)][1].n_treated:,}</td>' for w in ws)
             used = "".join(f'<td>{len(alloc[(c, w)])}</td>' for w in ws)
-            per_send = lambda m: f"${m.reward_rate:,.2f}" if m.reward == "revenue" else f"{m.reward_rate:.2%}"   # dollars, or a rate
+            per_send = lambda m: money(m.reward_rate) if m.reward == "revenue" else f"{m.reward_rate:.2%}"   # dollars, or a rate
             rate = "".join(f'<td>{per_send(feedback[(c, w)][1])}</td>' if (c, w) in feedback else "<td>pending</td>" for w in ws)
             out.append(f"<p><b>Allocation over waves</b>: share of the campaign's emails on the variants leading in the last wave.</p>"
                        f"<table><thead><tr><th>variant</th>{head}</tr></thead><tbody>{''.join(rows)}"

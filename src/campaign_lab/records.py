@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import ClassVar
 
 # %% auto #0
-__all__ = ['CLOCK_ENV', 'STATUSES', 'now', 'new_run_id', 'write_json_atomic', 'Metrics', 'RunRecord', 'read_record', 'list_runs',
-           'load_manifest']
+__all__ = ['CLOCK_ENV', 'STATUSES', 'now', 'new_run_id', 'write_json_atomic', 'Metrics', 'money', 'RunRecord', 'read_record',
+           'list_runs', 'load_manifest']
 
 # %% ../../nbs/00_records.ipynb #ceaf2d65
 CLOCK_ENV = "CAMPAIGN_LAB_CLOCK"   # an ISO time (UTC) that pins `now`, or @FILE: the ISO time written in FILE, read at every call
@@ -86,6 +86,18 @@ class Metrics:
         required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if any(k not in metrics for k in required): return None
         return cls(**{f.name: metrics[f.name] for f in fields if f.name in metrics})
+
+# %% ../../nbs/00_records.ipynb #2d0ee553
+def money(
+    x: float | None,       # dollars; None or NaN: no value
+    *,
+    signed: bool = False,  # a difference: a gain says '+'
+    digits: int = 2,       # decimals shown
+) -> str:
+    "Dollars as a reviewer reads them: '-$0.37', '+$1.47' (signed), '$4,904'; an amount that rounds to zero has no sign; no value is '–'."
+    if x is None or x != x: return "–"
+    r = round(float(x), digits) + 0.0   # + 0.0: a rounded -0.0 is 0.0
+    return f"{'-' if r < 0 else '+' if signed and r > 0 else ''}${abs(r):,.{digits}f}"
 
 # %% ../../nbs/00_records.ipynb #8f727293
 STATUSES = ("running", "succeeded", "failed", "interrupted", "blocked", "waiting")

@@ -14,35 +14,38 @@ from pathlib import Path
 import nbformat
 
 from .monitor import Alert, evaluate_alerts, index_panels
-from .records import RunRecord, list_runs, now, write_json_atomic
+from .records import RunRecord, list_runs, money, now, write_json_atomic
 from .settings import Settings
 
 # %% auto #0
-__all__ = ['format_metric', 'short_table', 'summary_markdown', 'render_report', 'html_page', 'write_html', 'build_index']
+__all__ = ['format_metric', 'short_table', 'summary_markdown', 'record_markdown', 'render_report', 'html_page', 'write_html',
+           'build_index']
 
 # %% ../../nbs/55_reports.ipynb #de245e2e
 _PERCENT = ("rel_lift", "rel_ci", "rel_cs", "share", "_rate", "reduction")
-_MONEY = ("revenue", "spend", "value")
+_MONEY = ("revenue", "margin", "spend", "value")
 
 def format_metric(
     name: str,     # the metric's name: it says what kind of number it is (a relative lift, a share, money)
     value,         # a number, an interval [low, high], a mapping, text, or None
+    metrics: dict | None = None,   # the run's other metrics: a `reward_rate` is dollars per send when its `reward` is revenue or margin
 ) -> str:
     "A metric as a reviewer reads it: percentages with a sign for lifts, money with a dollar sign, intervals as 'a to b', big numbers with separators."
     if value is None: return "–"
     if isinstance(value, bool): return "yes" if value else "no"
-    if isinstance(value, dict): return ", ".join(f"{k}: {format_metric(name, v)}" for k, v in value.items())
+    if isinstance(value, dict): return ", ".join(f"{k}: {format_metric(name, v, metrics)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
         if len(value) == 2 and all(isinstance(v, (int, float)) or v is None for v in value):
-            return f"{format_metric(name, value[0])} to {format_metric(name, value[1])}"
-        return ", ".join(format_metric(name, v) for v in value)
+            return f"{format_metric(name, value[0], metrics)} to {format_metric(name, value[1], metrics)}"
+        return ", ".join(format_metric(name, v, metrics) for v in value)
     if isinstance(value, int): return f"{value:,}"
     if not isinstance(value, float): return str(value)
     n = name.lower()
     if n.endswith("p_value") or n.startswith("p_"): return "< 0.001" if value < 0.001 else f"{value:.3f}"
     if "rel_" in n or ("lift" in n and "abs" not in n): return f"{value:+.1%}"
+    if n == "reward_rate" and (metrics or {}).get("reward") in ("revenue", "margin"): return money(value)   # per send
     if any(k in n for k in _PERCENT): return f"{value:.1%}"
-    if any(k in n for k in _MONEY): return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
+    if any(k in n for k in _MONEY): return money(value, digits=0 if abs(value) >= 100 else 2)
     if abs(value) >= 1000: return f"{value:,.0f}"
     return f"{value:.3g}"
 
@@ -88,7 +91,7 @@ def _code_version(m: RunRecord) -> str:
     return f"code: {files} (not a git checkout)" if files else "code unknown"
 
 def summary_markdown(record: RunRecord) -> str:
-    "A reviewer's summary of a run, as markdown: status and error first, then inputs, outputs, metrics."
+    "A reviewer's summary of a run, as markdown, for the top of its report: status and code, the error and the broken rules of a failed run, the verdict."
     m = record
     status = m.status.upper()
     out = [f"# {m.pipeline} run: {status}",
@@ -107,30 +110,38 @@ def summary_markdown(record: RunRecord) -> str:
         else:
             out.append(f"**The run failed**{' in cell ' + str(e['cell']) if e.get('cell') is not None else ''}: "
                        f"{html.escape(e['ename'])}: {_md_text(evalue)}. The notebook below ran up to that point.")
+    failures = [f for c in m.contracts for f in c["failures"]]
+    if failures:
+        out.append("Failed rules:\n\n" + _md_table(
+            [[f["table"], f["column"], f["rule"], "" if f["unexpected_count"] is None else f"{f['unexpected_count']:,}",
+              ", ".join(f["examples"][:3]), "; ".join(f["example_keys"][:3])] for f in failures],
+            ["table", "column", "rule", "rows", "examples", "at"]))
     if m.metrics.get("verdict"):   # a decision comes before any table
         reason = str(m.metrics.get("verdict_reason") or "")
         out.append(f"**Verdict: {_md_text(str(m.metrics['verdict']).upper())}.** {_md_text(reason[:1].upper() + reason[1:])}.")
-    out.append("## Parameters\n\n" + _md_table([[k, repr(v)] for k, v in m.parameters.items()
-                                                if k not in ("project_root", "run_dir")], ["parameter", "value"]))
+    out.append("*How this run was made (its metrics, parameters, the tables it read and wrote, the contracts it checked) is at the end of the report.*")
+    return "\n\n".join(out)
+
+# %% ../../nbs/55_reports.ipynb #3c4fd745
+def record_markdown(record: RunRecord) -> str:
+    "The end of a run's report, as markdown: its metrics, parameters, tables read and written with versions and fingerprints, contract outcomes."
+    m = record
+    out = ["## How this run was made"]
+    if m.metrics:
+        out.append("### Metrics\n\n" + _md_table([[k, format_metric(k, v, m.metrics)] for k, v in m.metrics.items()
+                                                   if k not in ("verdict_reason",) and v != ""], ["metric", "value"]))
+    out.append("### Parameters\n\n" + _md_table([[k, repr(v)] for k, v in m.parameters.items()
+                                                  if k not in ("project_root", "run_dir")], ["parameter", "value"]))
     for key, title in (("inputs", "Tables read"), ("outputs", "Tables written")):
         if getattr(m, key):
             once = {(t["table"], t["version"]): t for t in reversed(getattr(m, key))}   # a table read twice (lazily, then whole) is listed once
-            out.append(f"## {title}\n\n" + _md_table(
+            out.append(f"### {title}\n\n" + _md_table(
                 [[t["table"], t["version"], f"{t['rows']:,}", t["fingerprint"][:19] + "…", "reused" if t.get("reused") else ""]
                  for t in reversed(list(once.values()))], ["table", "version", "rows", "fingerprint", ""]))
     if m.contracts:
         rows = [[c["table"], c["source"], f"{c['n_rows']:,}", c["n_rules"], "passed" if c["success"] else f"**FAILED** ({len(c['failures'])})"]
                 for c in m.contracts]
-        out.append("## Data contracts\n\n" + _md_table(rows, ["table", "checked", "rows", "rules", "outcome"]))
-        failures = [f for c in m.contracts for f in c["failures"]]
-        if failures:
-            out.append("Failed rules:\n\n" + _md_table(
-                [[f["table"], f["column"], f["rule"], "" if f["unexpected_count"] is None else f"{f['unexpected_count']:,}",
-                  ", ".join(f["examples"][:3]), "; ".join(f["example_keys"][:3])] for f in failures],
-                ["table", "column", "rule", "rows", "examples", "at"]))
-    if m.metrics:
-        out.append("## Metrics\n\n" + _md_table([[k, format_metric(k, v)] for k, v in m.metrics.items() if k not in ("verdict_reason",) and v != ""],
-                                                ["metric", "value"]))
+        out.append("### Data contracts\n\n" + _md_table(rows, ["table", "checked", "rows", "rules", "outcome"]))
     return "\n\n".join(out)
 
 # nbconvert's lab template loads require.js, MathJax and mermaid from a CDN; reports have no widgets,
@@ -159,9 +170,10 @@ def render_report(
     record: RunRecord,      # the run's record (final status)
     dest: Path,             # the HTML file to write
 ) -> Path:
-    "Write a code-free HTML report: the run summary, then the notebook's markdown and outputs."
+    "Write a code-free HTML report: the run's summary and verdict, the notebook's markdown and outputs, then how the run was made."
     nb = nbformat.read(notebook, as_version=4) if notebook and notebook.exists() else nbformat.v4.new_notebook()
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(summary_markdown(record)))
+    nb.cells.append(nbformat.v4.new_markdown_cell(record_markdown(record)))
     exporter = _exporter()
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": f"{record.pipeline} {record.run_id}"}})
     tmp = dest.with_name(f".{dest.name}.tmp")
