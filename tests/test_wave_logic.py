@@ -95,3 +95,32 @@ def test_allocation_record_round_trip_and_metrics(lake, tmp_path):
     assert read_allocation(tmp_path / "missing.json") is None
     m = wave_metrics(w, PolarsEngine(), POL)
     assert WaveMetrics.from_metrics(m.to_json()) == m and m.n_treated + m.n_holdout == w.rows.height
+
+
+def test_a_discounted_state_gives_back_its_prior_without_every_send(lake):
+    """Feedback with discount 0.5 in two batches: taking out every send leaves each arm's Beta(1, 1) and no sums (the fold is taken out at
+    the share of evidence the discount left, not in full: until session 21 alpha and beta fell to 1e-9)."""
+    from campaign_lab.waves import without_sends
+    w1 = assign_wave(PolarsEngine(), lake, campaign_id="autumn", wave=1, policy=POL, holdout=0.1, seed=3)
+    lake.publish(w1.tables, append=w1.append)
+    sent = w1.rows.filter(arm="treatment")
+    et = lake.tables["events"]["event_type"].dtype
+    at = pl.col("assigned_at")   # sent when assigned (the clock is real: a later time would be in the future)
+    ev = pl.concat([sent.select(event_id=pl.format("s-{}", "customer_id"), campaign_id="campaign_id", wave="wave", customer_id="customer_id",
+                                variant_id="variant_id", event_type=pl.lit("send").cast(et), revenue=pl.lit(0.0), occurred_at=at),
+                    sent.filter(pl.col("customer_id") % 4 == 0).select(
+                        event_id=pl.format("c-{}", "customer_id"), campaign_id="campaign_id", wave="wave", customer_id="customer_id",
+                        variant_id="variant_id", event_type=pl.lit("conversion").cast(et), revenue=(pl.col("customer_id") % 7 + 10).cast(pl.Float64),
+                        occurred_at=at)]).select(lake.tables["events"].columns)
+    batch = wave_rows(lake, campaign_id="autumn", wave=1)
+    for part in (ev.filter(pl.col("customer_id") % 2 == 0), ev.filter(pl.col("customer_id") % 2 == 1)):
+        fb = fold_feedback(PolarsEngine(), lake, batch, part, reward="revenue", discount=0.5)
+        assert fb.n_new == part.height
+        lake.publish(fb.tables, append=fb.append)
+    w2 = assign_wave(PolarsEngine(), lake, campaign_id="autumn", wave=2, policy=make_policy("thompson_gaussian", reward="revenue"), holdout=0.1, seed=3)
+    t = w2.state.table
+    assert (t["alpha"] + t["beta"] - 2 < t["n"] - 0.5).any()           # the discount shrank the first batch's evidence
+    none = without_sends(w2, sent.select("wave", "customer_id", "segment", "variant_id"), lake.tables["events"], reward="revenue").state.table
+    assert none["n"].sum() == 0 and none["successes"].sum() == 0
+    assert (none["alpha"] - 1).abs().max() < 1e-9 and (none["beta"] - 1).abs().max() < 1e-9
+    assert none["reward_sum"].abs().max() < 1e-6 and none["reward_sq_sum"].abs().max() < 1e-6

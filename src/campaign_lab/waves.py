@@ -1184,9 +1184,17 @@ def without_sends(
     zero = w.state.table.with_columns(pl.lit(1.0).alias("alpha"), pl.lit(1.0).alias("beta"), pl.lit(0, pl.Int64).alias("n"),
                                       pl.lit(0, pl.Int64).alias("successes"), pl.lit(0.0).alias("reward_sum"), pl.lit(0.0).alias("reward_sq_sum"))
     got = update(BanditState(zero, w.state.seen.clear()), armed, reward=feedback_policy(reward).reward, at=w.state.table["updated_at"].max())
+    # feedback with a discount below 1 shrank older evidence at every later update, so the state keeps a share of what was sent (n and
+    # successes stay counts). The sends taken out are a fold of customers across the batches: they keep the arm's share, its successes'
+    # for alpha and the reward sums (a reward comes with a conversion), its failures' for beta. Every share is 1 without a discount.
+    kept_s = pl.when(pl.col("successes") > 0).then((pl.col("alpha") - 1.0) / pl.col("successes")).otherwise(1.0)
+    kept_f = pl.when(pl.col("n") > pl.col("successes")).then((pl.col("beta") - 1.0) / (pl.col("n") - pl.col("successes"))).otherwise(1.0)
     out = (w.state.table.join(got.table.select(*keys, *[pl.col(c).alias(f"{c}_") for c in num]), on=keys, how="left")
-           .with_columns(pl.max_horizontal(pl.col(c) - (pl.col(f"{c}_") - 1.0), pl.lit(1e-9)).alias(c) for c in ("alpha", "beta"))
-           .with_columns(pl.max_horizontal(pl.col(c) - pl.col(f"{c}_"), pl.lit(0)).alias(c) for c in num[2:])
+           .with_columns(kept_s.alias("kept_s"), kept_f.alias("kept_f"))
+           .with_columns(pl.max_horizontal(pl.col("alpha") - pl.col("kept_s") * (pl.col("alpha_") - 1.0), pl.lit(1.0)).alias("alpha"),
+                         pl.max_horizontal(pl.col("beta") - pl.col("kept_f") * (pl.col("beta_") - 1.0), pl.lit(1.0)).alias("beta"),
+                         *(pl.max_horizontal(pl.col(c) - pl.col("kept_s") * pl.col(f"{c}_"), pl.lit(0.0)).alias(c) for c in ("reward_sum", "reward_sq_sum")),
+                         *(pl.max_horizontal(pl.col(c) - pl.col(f"{c}_"), pl.lit(0)).alias(c) for c in ("n", "successes")))
            .select(w.state.table.columns))
     w = w._replace(state=w.state._replace(table=out))
     c = w.context
