@@ -88,5 +88,7 @@ def exact_sum(
 ) -> pl.Expr:                 # Float64: the same bits in any order and partitioning
     "The sum of a float expression in millionths, added as integers: exact, so independent of the order polars adds in."
     u = (x * EXACT_UNIT).round().cast(pl.Int64)
-    if squared: return (u.cast(pl.Int128) * u.cast(pl.Int128)).sum().cast(pl.Float64) / EXACT_UNIT ** 2
-    return u.sum() / EXACT_UNIT
+    # back to units by a product, never a division: polars divides by a constant either as a product by its reciprocal or
+    # exactly, depending on where a row sits (a lazy frame's last rows: 4234.68 or 4234.679999999999); a product has one answer
+    if squared: return (u.cast(pl.Int128) * u.cast(pl.Int128)).sum().cast(pl.Float64) * (1 / EXACT_UNIT ** 2)
+    return u.sum() * (1 / EXACT_UNIT)

@@ -22,6 +22,7 @@ from .bandit import BanditState, allocation, assign, fold, ARM_KEYS
 from .contracts import (ContractResult, Failure, gx_context, failure_from_gx, table_keys, gx_module, load_suite, reference_rules,
                                     rule_text, MASK)
 from .lake import DAYPARTS, EVENT_TYPES, TABLES, SchemaError, TableVersion, check_schema, table_version, table_versions
+from .draws import EXACT_UNIT
 from .records import now
 from .segments import FEATURES, Segmenter, assign_segments, feature_date, name_profiles
 from .settings import Settings, load_settings
@@ -132,6 +133,13 @@ def spark_read(
     return sdf
 
 # %% ../../nbs/60_spark.ipynb #37724104
+def _exact_sum(c, *, squared: bool = False):
+    "`draws.exact_sum` on Spark: millionths rounded half to even and added as integers (squares as decimal(38,0)): the same bits in any partitioning, and as polars."
+    from pyspark.sql import functions as F
+    u = F.bround(c * EXACT_UNIT).cast("long")
+    if squared: return F.sum(u.cast("decimal(38,0)") * u.cast("decimal(38,0)")).cast("double") * (1 / EXACT_UNIT ** 2)
+    return F.sum(u).cast("double") * (1 / EXACT_UNIT)
+
 def features_spark(
     transactions,              # Spark DataFrame of the transactions table
     customers,                 # Spark DataFrame of the customers table
@@ -139,7 +147,7 @@ def features_spark(
     as_of: dt.date,            # features use orders strictly before this day
     window_days: int = 365,
 ):                             # Spark DataFrame: customer_id and FEATURES
-    "`segments.features` on Spark: the same columns and values (sums up to floating-point order)."
+    "`segments.features` on Spark: the same columns and values (spend summed exactly, as polars sums it)."
     from pyspark.sql import functions as F
     cutoff = dt.datetime.combine(as_of, dt.time())
     start = cutoff - dt.timedelta(days=window_days)
@@ -152,7 +160,7 @@ def features_spark(
     share = lambda cond: F.avg(F.when(cond, 1.0).otherwise(0.0))
     agg = t.groupBy("customer_id").agg(
         F.max(day).alias("last"), F.min(day).alias("first"), F.count(F.lit(1)).alias("n_all"),
-        F.sum(F.when(recent, 1).otherwise(0)).alias("frequency"), F.sum(F.when(recent, F.col("amount"))).alias("monetary"),
+        F.sum(F.when(recent, 1).otherwise(0)).alias("frequency"), _exact_sum(F.when(recent, F.col("amount"))).alias("monetary"),
         F.avg(F.col("used_offer").cast("double")).alias("offer_share"), share(F.dayofweek("ordered_at").isin(1, 7)).alias("weekend_share"),
         *(share(F.col("daypart") == d).alias(f"{d}_share") for d in DAYPARTS))
     as_of_l = F.lit(as_of)
@@ -277,12 +285,12 @@ def update_spark(
     ev = ev.cache()
     sends = to_polars(ev.groupBy(*ARM_KEYS).agg(F.sum((F.col("event_type") == "send").cast("long")).alias("new_n")))
     if reward == "revenue":
-        per_send = ev.where(F.col("event_type") == "conversion").groupBy(*ARM_KEYS, "wave", "customer_id").agg(F.sum("revenue").alias("r"))
-        succ = per_send.groupBy(*ARM_KEYS).agg(F.sum((F.col("r") > 0).cast("long")).alias("new_s"), F.sum("r").alias("new_r"),
-                                            F.sum(F.col("r") * F.col("r")).alias("new_rr"))
+        per_send = ev.where(F.col("event_type") == "conversion").groupBy(*ARM_KEYS, "wave", "customer_id").agg(_exact_sum(F.col("revenue")).alias("r"))
+        succ = per_send.groupBy(*ARM_KEYS).agg(F.sum((F.col("r") > 0).cast("long")).alias("new_s"), _exact_sum(F.col("r")).alias("new_r"),
+                                            _exact_sum(F.col("r"), squared=True).alias("new_rr"))
     else:
         succ = (ev.where(F.col("event_type") == reward).dropDuplicates([*ARM_KEYS, "wave", "customer_id"]).groupBy(*ARM_KEYS)
-                .agg(F.count(F.lit(1)).cast("long").alias("new_s"), F.sum("revenue").alias("new_r"), F.lit(0.0).alias("new_rr")))
+                .agg(F.count(F.lit(1)).cast("long").alias("new_s"), _exact_sum(F.col("revenue")).alias("new_r"), F.lit(0.0).alias("new_rr")))
     succ = to_polars(succ)
     new_ids = to_polars(ev.select("campaign_id", "event_id"))
     ev.unpersist()
