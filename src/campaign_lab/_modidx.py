@@ -617,6 +617,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'campaign_lab.spark.SparkEngine.context': ('spark.html#sparkengine.context', 'campaign_lab/spark.py'),
                                     'campaign_lab.spark.SparkEngine.segment': ('spark.html#sparkengine.segment', 'campaign_lab/spark.py'),
                                     'campaign_lab.spark.SparkEngine.update': ('spark.html#sparkengine.update', 'campaign_lab/spark.py'),
+                                    'campaign_lab.spark._exact_sum': ('spark.html#_exact_sum', 'campaign_lab/spark.py'),
                                     'campaign_lab.spark._java': ('spark.html#_java', 'campaign_lab/spark.py'),
                                     'campaign_lab.spark._polars_schema': ('spark.html#_polars_schema', 'campaign_lab/spark.py'),
                                     'campaign_lab.spark._spark_references': ('spark.html#_spark_references', 'campaign_lab/spark.py'),
