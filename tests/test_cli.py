@@ -170,3 +170,25 @@ def test_ingest_inbox_ingests_each_export_once_and_stops_at_a_bad_one(project):
     (inbox / "orders" / "orders_20261107.csv").write_text("transaction_id,customer_id,ordered_at,amount\n1,1001,yesterday,3.5\n")
     code, out = _cli(project, "ingest-inbox")
     assert code == 1 and "orders_20261107.csv failed" in out and "nothing after it was ingested" in out, out
+
+
+def test_prune_keeps_the_newest_versions_and_says_what_went(project):
+    from campaign_lab.lake import write_table
+    from campaign_lab.samples import sample_tables
+    customers = sample_tables(200, seed=1)["customers"]
+    for i in range(3): write_table(project / "lake", "customers", customers.head(100 + i))
+    r = cl("prune", "--keep", "1", root=project)
+    assert r.returncode == 0, r.stderr
+    assert "customers: would prune v1, v2, keeping v3; 2 file(s)" in r.stdout and "dry run, nothing deleted" in r.stdout
+    assert [v.version for v in table_versions(project / "lake", "customers")] == [1, 2, 3]
+    r = cl("prune", "--keep", "1", "--apply", root=project)
+    assert r.returncode == 0 and "customers: pruned v1, v2, keeping v3" in r.stdout, r.stdout + r.stderr
+    assert [v.version for v in table_versions(project / "lake", "customers")] == [3]
+    assert read_table(project / "lake", "customers").height == 102
+    r = cl("validate", "customers", "--version", "1", root=project)
+    assert r.returncode == 2 and "has no version 1 (pruned " in r.stderr, r.stderr
+    r = cl("prune", root=project)
+    assert r.returncode == 0 and "nothing to prune: every version is among the newest 3 of each table" in r.stdout
+    for bad, said in ((["--keep", "0"], "at least 1"), (["--table", "customer"], "unknown lake table 'customer'")):
+        r = cl("prune", *bad, root=project)
+        assert r.returncode == 2 and said in r.stderr, r.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from .contracts import InputError, default_parameters, read_table_file, referenced_tables, suite_path, validate
-from .lake import TABLES, catalog, read_table, table_version, table_versions
+from .lake import TABLES, catalog, prune, read_table, table_version, table_versions
 from .execute import execute
 from .pipelines import PipelineError, list_pipelines, notebook_parameters, parse_cli_value, pipeline_path
 from .records import list_runs, load_manifest
@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     show = rsub.add_parser("show", help="a run's manifest"); show.add_argument("run_id")
     lin = rsub.add_parser("lineage", help="the runs a run depends on"); lin.add_argument("run_id")
     sub.add_parser("lake", help="the lake catalogue")
+    prn = sub.add_parser("prune", help="retention: take all but each lake table's newest versions out of the lake (a dry run without --apply)")
+    prn.add_argument("--keep", type=int, default=3, help="the newest versions kept of each table (at least 1; default 3)")
+    prn.add_argument("--keep-days", type=float, default=0.0, metavar="DAYS", help="also keep every version younger than this")
+    prn.add_argument("--table", action="append", default=[], metavar="TABLE", help="only this table; repeatable")
+    prn.add_argument("--apply", action="store_true", help="delete them; without it, only say what would go")
     pro = sub.add_parser("promote", help="point an alias (champion, challenger) at a run's model")
     pro.add_argument("kind", help="what to promote, e.g. segmenter"); pro.add_argument("run_id")
     pro.add_argument("--alias", default="champion")
@@ -164,6 +169,19 @@ def _cmd_lake(settings, args, out) -> int:
         for v in versions.iter_rows(named=True):
             print(f"  v{v['version']}: {v['rows']:,} rows, {v['fingerprint'][:23]}..., written {v['written_at']} "
                   f"by run {v['run_id'] or '(none)'}", file=out)
+    return 0
+
+def _cmd_prune(settings, args, out) -> int:
+    done = prune(settings.lake_dir, keep=args.keep, keep_days=args.keep_days, tables=args.table or None, apply=args.apply)
+    vs = lambda xs: ", ".join(f"v{x}" for x in xs)
+    for p in done:
+        print(f"{p.table}: {'pruned' if args.apply else 'would prune'} {vs(p.versions)}, keeping {vs(p.kept)}; "
+              f"{len(p.files)} file(s), {p.bytes / 1e6:,.1f} MB", file=out)
+    n, mb = sum(len(p.versions) for p in done), sum(p.bytes for p in done) / 1e6
+    kept = f"the newest {args.keep} of each table" + (f" and those younger than {args.keep_days:g} days" if args.keep_days else "")
+    if not done: print(f"nothing to prune: every version is among {kept}", file=out)
+    elif args.apply: print(f"pruned {n} version(s) of {len(done)} table(s), {mb:,.1f} MB freed; kept {kept}", file=out)
+    else: print(f"dry run, nothing deleted: {n} version(s) of {len(done)} table(s), {mb:,.1f} MB; --apply deletes them", file=out)
     return 0
 
 # %% ../../nbs/58_cli.ipynb #cd92cd29
@@ -320,7 +338,7 @@ def main(
         cmd = {"run": _cmd_run, "pipelines": _cmd_pipelines, "runs": _cmd_runs, "lake": _cmd_lake,
                "validate": _cmd_validate, "promote": _cmd_promote, "cycle": _cmd_cycle, "alerts": _cmd_alerts,
                "ingest": _cmd_ingest, "export": _cmd_export, "serve": _cmd_serve,
-               "ingest-inbox": _cmd_ingest_inbox, "ready": _cmd_ready}[args.command]
+               "ingest-inbox": _cmd_ingest_inbox, "ready": _cmd_ready, "prune": _cmd_prune}[args.command]
         return cmd(settings, args, out)
     except (UsageError, InputError, PipelineError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import hashlib
 import json
@@ -22,7 +23,8 @@ from .records import now, write_json_atomic
 # %% auto #0
 __all__ = ['DAYPARTS', 'EVENT_TYPES', 'ARMS', 'TONALITIES', 'OFFER_TYPES', 'SEGMENT_FEATURES', 'TABLES', 'HEAD_FILE', 'TableSpec',
            'table_spec', 'SchemaError', 'check_schema', 'TableVersion', 'fingerprint_file', 'verify_version',
-           'table_versions', 'LakeConflict', 'commit', 'write_table', 'table_version', 'read_table', 'catalog']
+           'table_versions', 'LakeConflict', 'commit', 'write_table', 'table_version', 'read_table', 'catalog',
+           'Pruned', 'prune']
 
 # %% ../../nbs/01_lake.ipynb #41f04652
 DAYPARTS = ("breakfast", "lunch", "afternoon", "dinner", "late")
@@ -389,7 +391,9 @@ def table_version(
     if version is None: return vs[-1]
     for v in vs:
         if v.version == version: return v
-    msg = f"table '{name}' has no version {version} (versions: {', '.join(str(v.version) for v in vs)})"
+    when = dict((_head(Path(lake_dir)) or {}).get("pruned", {}).get(name, [])).get(version)
+    msg = (f"table '{name}' has no version {version}{f' (pruned {when}: lake.prune, campaign-lab prune)' if when else ''} "
+           f"(versions: {', '.join(str(v.version) for v in vs)})")
     raise FileNotFoundError(msg)
 
 # %% ../../nbs/01_lake.ipynb #1048aeee
@@ -420,3 +424,56 @@ def catalog(
     schema = {"table": pl.String, "description": pl.String, "version": pl.Int64, "rows": pl.Int64,
               "fingerprint": pl.String, "run_id": pl.String, "written_at": pl.String}
     return pl.DataFrame(rows, schema=schema)
+
+# %% ../../nbs/01_lake.ipynb #8cffd18d
+class Pruned(NamedTuple):
+    "What `prune` takes (or would take) out of one table."
+    table: str
+    versions: tuple            # the versions taken out: no longer readable
+    kept: tuple                # the versions left, in commit order
+    files: tuple               # parquet files (with their records) that no kept version reads: deleted
+    bytes: int                 # their size on disk
+
+def prune(
+    lake_dir: str | Path,                # root of the lake
+    *,
+    keep: int = 3,                       # the newest versions of each table kept (at least 1: the latest is never pruned)
+    keep_days: float = 0.0,              # also keep every version written less than this many days ago
+    tables: list[str] | None = None,     # only these tables (default: every table)
+    apply: bool = False,                 # False: only say what would go
+) -> list[Pruned]:                       # one entry per table with something to prune
+    """Retention: take all but each table's newest versions out of the lake (the head first, atomically, under the commit lock),
+    then delete the files no kept version reads. An older version of an appended table stays: the newest read all its parts."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"prune: keep must be a whole number of versions, at least 1 (the latest is never pruned), got {keep!r}")
+    if not keep_days >= 0: raise ValueError(f"prune: keep_days must be 0 or more, got {keep_days!r}")
+    for t in tables or (): table_spec(t)
+    lake_dir = Path(lake_dir)
+    if not (lake_dir / HEAD_FILE).exists() and not any((lake_dir / t).is_dir() for t in TABLES):
+        raise FileNotFoundError(f"prune: no lake at {lake_dir}")
+    young = now() - dt.timedelta(days=keep_days)
+    out = []
+    with _locked(lake_dir):
+        head = _head(lake_dir) or _first_head(lake_dir)
+        for name in tables or list(TABLES):
+            vs = _committed(lake_dir, head, name)
+            newest = [v for i, v in enumerate(vs) if i >= len(vs) - keep or dt.datetime.fromisoformat(v.written_at) > young]
+            read = {f for v in newest for f in v.files}
+            gone = [v for v in vs if v not in newest and not set(v.files) <= read]   # one whose parts the newest read costs nothing: it stays
+            if not gone: continue
+            kept = [v for v in vs if v not in gone]
+            files = sorted({f for v in gone for f in v.files} - read)
+            out.append(Pruned(name, tuple(v.version for v in gone), tuple(v.version for v in kept), tuple(files),
+                              sum(f.stat().st_size for f in files if f.exists())))
+        if apply and out:
+            stamp = now().isoformat(timespec="seconds")
+            for p in out:
+                head["tables"][p.table] = list(p.kept)
+                head.setdefault("pruned", {}).setdefault(p.table, []).extend([v, stamp] for v in p.versions)
+            head["commits"] += 1
+            _write_head(lake_dir, head)          # the prune point: from here the versions are gone for every reader
+            for p in out:
+                for f in p.files:                # the record first: a parquet file without one is ignored
+                    f.with_suffix(".json").unlink(missing_ok=True)
+                    f.unlink(missing_ok=True)
+    return out
