@@ -175,8 +175,10 @@ def _cmd_prune(settings, args, out) -> int:
     done = prune(settings.lake_dir, keep=args.keep, keep_days=args.keep_days, tables=args.table or None, apply=args.apply)
     vs = lambda xs: ", ".join(f"v{x}" for x in xs)
     for p in done:
-        print(f"{p.table}: {'pruned' if args.apply else 'would prune'} {vs(p.versions)}, keeping {vs(p.kept)}; "
-              f"{len(p.files)} file(s), {p.bytes / 1e6:,.1f} MB", file=out)
+        print(f"{p.table}: " + "; ".join(
+            ([f"{'pruned' if args.apply else 'would prune'} {vs(p.versions)}, keeping {vs(p.kept)}"] if p.versions else [])
+            + [f"{len(p.files)} file(s)"] + ([f"{len(p.orphans)} file(s) an interrupted commit left"] if p.orphans else [])
+            + [f"{p.bytes / 1e6:,.1f} MB"]), file=out)
     n, mb = sum(len(p.versions) for p in done), sum(p.bytes for p in done) / 1e6
     kept = f"the newest {args.keep} of each table" + (f" and those younger than {args.keep_days:g} days" if args.keep_days else "")
     if not done: print(f"nothing to prune: every version is among {kept}", file=out)

@@ -432,7 +432,8 @@ class Pruned(NamedTuple):
     versions: tuple            # the versions taken out: no longer readable
     kept: tuple                # the versions left, in commit order
     files: tuple               # parquet files (with their records) that no kept version reads: deleted
-    bytes: int                 # their size on disk
+    orphans: tuple             # files an interrupted commit or prune left, numbered below the latest version: deleted
+    bytes: int                 # the size of both on disk
 
 def prune(
     lake_dir: str | Path,                # root of the lake
@@ -443,7 +444,8 @@ def prune(
     apply: bool = False,                 # False: only say what would go
 ) -> list[Pruned]:                       # one entry per table with something to prune
     """Retention: take all but each table's newest versions out of the lake (the head first, atomically, under the commit lock),
-    then delete the files no kept version reads. An older version of an appended table stays: the newest read all its parts."""
+    then delete the files no kept version reads. An older version of an appended table stays: the newest read all its parts.
+    Files an interrupted commit left (never committed, numbered below the latest version, read by none) are deleted too."""
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise ValueError(f"prune: keep must be a whole number of versions, at least 1 (the latest is never pruned), got {keep!r}")
     if not keep_days >= 0: raise ValueError(f"prune: keep_days must be 0 or more, got {keep_days!r}")
@@ -460,20 +462,24 @@ def prune(
             newest = [v for i, v in enumerate(vs) if i >= len(vs) - keep or dt.datetime.fromisoformat(v.written_at) > young]
             read = {f for v in newest for f in v.files}
             gone = [v for v in vs if v not in newest and not set(v.files) <= read]   # one whose parts the newest read costs nothing: it stays
-            if not gone: continue
-            kept = [v for v in vs if v not in gone]
             files = sorted({f for v in gone for f in v.files} - read)
-            out.append(Pruned(name, tuple(v.version for v in gone), tuple(v.version for v in kept), tuple(files),
-                              sum(f.stat().st_size for f in files if f.exists())))
-        if apply and out:
+            committed, used = {v.version for v in vs}, {f.stem for v in vs for f in v.files}
+            below = lambda f: f.stem[1:].isdigit() and int(f.stem[1:]) < max(committed, default=0)   # above the latest: numbering stays as it was
+            orphans = sorted(f for f in (lake_dir / name).glob("v*.*") if f.suffix in (".parquet", ".json") and below(f)
+                             and int(f.stem[1:]) not in committed and f.stem not in used)
+            if not gone and not orphans: continue
+            out.append(Pruned(name, tuple(v.version for v in gone), tuple(v.version for v in vs if v not in gone), tuple(files), tuple(orphans),
+                              sum(f.stat().st_size for f in (*files, *orphans) if f.exists())))
+        if apply and any(p.versions for p in out):
             stamp = now().isoformat(timespec="seconds")
             for p in out:
                 head["tables"][p.table] = list(p.kept)
                 head.setdefault("pruned", {}).setdefault(p.table, []).extend([v, stamp] for v in p.versions)
             head["commits"] += 1
             _write_head(lake_dir, head)          # the prune point: from here the versions are gone for every reader
-            for p in out:
+        for p in out if apply else ():
                 for f in p.files:                # the record first: a parquet file without one is ignored
                     f.with_suffix(".json").unlink(missing_ok=True)
                     f.unlink(missing_ok=True)
+                for f in sorted(p.orphans, key=lambda f: f.suffix != ".json"): f.unlink(missing_ok=True)
     return out
