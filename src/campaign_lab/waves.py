@@ -1300,10 +1300,12 @@ def challenger_verdict(
     *,
     money: bool,               # rewards in dollars (revenue, margin), else a rate per send (conversion)
     min_ess: float = 100.0,    # fewer effective sends than this: the interval is said not to be trusted
-) -> str:                      # one sentence per challenger ('' with none)
+) -> str:                      # one sentence per challenger, after one on the wave's own estimate if it rests on too few sends ('' with neither)
     "Each challenger against the wave's own policy on the same sends: ahead, behind, or not told apart by the paired 95% interval."
     d = (lambda v: f"{'+' if v >= 0 else '-'}${abs(v):,.2f}") if money else (lambda v: f"{v * 100:+.2f} points")
     own, said = cc["policy"][0], []
+    if cc.height and cc["ess"][0] is not None and cc["ess"][0] < min_ess:
+        said.append(f"**{own}**: its own estimate rests on {cc['ess'][0]:,.0f} effective sends: too few for its interval to be trusted.")
     for r in cc.slice(1).iter_rows(named=True):
         if r["difference"] is None: said.append(f"**{r['policy']}**: no logged sends to weigh it on."); continue
         how = ("ahead" if r["difference_low"] > 0 else "behind" if r["difference_high"] < 0 else "not told apart from it on these sends")
