@@ -45,7 +45,7 @@ def format_metric(
     if "rel_" in n or ("lift" in n and "abs" not in n): return f"{value:+.1%}"
     if n == "reward_rate" and (metrics or {}).get("reward") in ("revenue", "margin"): return money(value)   # per send
     if any(k in n for k in _PERCENT): return f"{value:.1%}"
-    if any(k in n for k in _MONEY): return money(value, digits=0 if abs(value) >= 100 else 2)
+    if any(k in n for k in _MONEY): return money(value, signed="gain" in n, digits=0 if abs(value) >= 100 else 2)   # a gain is a difference
     if abs(value) >= 1000: return f"{value:,.0f}"
     return f"{value:.3g}"
 
