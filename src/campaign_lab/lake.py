@@ -478,8 +478,8 @@ def prune(
             head["commits"] += 1
             _write_head(lake_dir, head)          # the prune point: from here the versions are gone for every reader
         for p in out if apply else ():
-                for f in p.files:                # the record first: a parquet file without one is ignored
-                    f.with_suffix(".json").unlink(missing_ok=True)
-                    f.unlink(missing_ok=True)
-                for f in sorted(p.orphans, key=lambda f: f.suffix != ".json"): f.unlink(missing_ok=True)
+            for f in p.files:                    # the record first: a parquet file without one is ignored
+                f.with_suffix(".json").unlink(missing_ok=True)
+                f.unlink(missing_ok=True)
+            for f in sorted(p.orphans, key=lambda f: f.suffix != ".json"): f.unlink(missing_ok=True)
     return out
