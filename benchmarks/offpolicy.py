@@ -9,7 +9,8 @@ both campaigns, contextual on revenue, `--waves` waves at `--customers`), or an 
 - it draws the campaign's next wave from the lake as it is (not published), with the campaign's contextual policy;
 - it weighs the wave's own policy and the per-segment baseline on the logged sends of that wave's customers: in-sample
   (`folds=1`: learned from every send) and cross-fitted (2 and 5 folds), each by IPS and doubly robust (`estimator=`:
-  the reward model each fold's held-out statistics give), each with its 95% interval;
+  the reward model each fold's held-out statistics give), every send alike or each wave's sends weighted adaptively
+  (`weighting=`), each with its 95% interval;
 - beside each estimate it prints the truth: the expected revenue per send (conversion probability times what the
   customer pays, from the world's `customer_truth`) of the very allocation weighed, on the same logged customers;
 - and the paired difference the report's verdict rests on (baseline minus the wave's own), beside the true one.
@@ -132,13 +133,13 @@ def measure(a) -> int:
     chosen = np.array([names.index(v) for v in logged["variant_id"].to_list()])
     print(f"logged mean reward per send {logged['reward'].mean():.3f}; the truth of the logged sends {mu[np.arange(len(chosen)), chosen].mean():.3f}; "
           f"uniform {mu.mean(1).mean():.3f}; each customer's best variant {mu.max(1).mean():.3f}\n")
-    print(f"{'candidate':34s} {'weighed':13s} {'estimate':>9s} {'95% interval':>18s} {'ESS':>6s} {'truth':>7s}  holds the truth")
+    print(f"{'candidate':34s} {'weighed':18s} {'estimate':>9s} {'95% interval':>18s} {'ESS':>6s} {'truth':>7s}  holds the truth")
     for folds in (1, 2, 5):
         fold = (np.zeros(logged.height, dtype=int) if folds == 1 else
                 waves.crossfit_folds(logged["customer_id"].to_numpy(), seed=a.seed, campaign_id=a.campaign, wave=nxt, folds=folds))
         held = [w] if folds == 1 else [waves.without_sends(w, logged.filter(pl.Series(fold == k)), events, reward=policy.reward, cells=cells)
                                        for k in range(folds)]
-        trues = []
+        qs = []   # each candidate's allocation for every logged send's customer
         for pol in candidates.values():
             q = np.zeros((logged.height, len(names)))
             for k, wk in enumerate(held):
@@ -146,18 +147,22 @@ def measure(a) -> int:
                 q[m] = allocation_matrix(wk, logged.filter(pl.Series(m)), pol, names)
             check = waves.candidate_probabilities(held[0], logged.filter(pl.Series(fold == 0)), pol)   # the matrix is the library's allocation
             assert np.allclose(q[fold == 0][np.arange((fold == 0).sum()), chosen[fold == 0]], check), "allocation_matrix disagrees with candidate_probabilities"
-            trues.append(float((q * mu).sum(1).mean()))
-        for estimator in ("ips", "dr"):
+            qs.append(q)
+        for estimator, weighting in ((e, g) for g in ("send", "wave") for e in ("ips", "dr")):
             t0 = time.perf_counter()
             cc = waves.champion_challenger(w, judged, rewards, candidates, holdout=a.holdout, events=events, seed=a.seed, folds=folds,
-                                           estimator=estimator, cells=cells)
+                                           estimator=estimator, weighting=weighting, cells=cells)
             took = time.perf_counter() - t0
-            label = f"{'in-sample' if folds == 1 else f'{folds}-fold'} {estimator.upper()}"
+            label = f"{'in-sample' if folds == 1 else f'{folds}-fold'} {estimator.upper()} {weighting}"
+            if weighting == "wave":   # the truth of the same weighted mean over the logged customers: the wave weights count them
+                h = waves.wave_weights(logged["wave"].to_numpy(), *(q[np.arange(len(chosen)), chosen] * (1 - a.holdout) / logged["propensity"].to_numpy() for q in qs))
+                trues = [float((h * (q * mu).sum(1)).sum() / h.sum()) for q in qs]
+            else: trues = [float((q * mu).sum(1).mean()) for q in qs]
             for r, true in zip(cc.iter_rows(named=True), trues):
-                print(f"{r['policy']:34s} {label:13s} {r['value']:9.3f} [{r['low']:7.3f}, {r['high']:7.3f}] {r['ess']:6.0f} {true:7.3f}  "
+                print(f"{r['policy']:34s} {label:18s} {r['value']:9.3f} [{r['low']:7.3f}, {r['high']:7.3f}] {r['ess']:6.0f} {true:7.3f}  "
                       f"{'yes' if r['low'] <= true <= r['high'] else 'NO'}")
             r, d = cc.row(1, named=True), trues[1] - trues[0]   # what the report's verdict rests on: the paired difference
-            print(f"{PAIRED:34s} {label:13s} {r['difference']:9.3f} [{r['difference_low']:7.3f}, {r['difference_high']:7.3f}] "
+            print(f"{PAIRED:34s} {label:18s} {r['difference']:9.3f} [{r['difference_low']:7.3f}, {r['difference_high']:7.3f}] "
                   f"{'':6s} {d:7.3f}  {'yes' if r['difference_low'] <= d <= r['difference_high'] else 'NO'}; weighed in {took:.1f} s")
     return 0
 

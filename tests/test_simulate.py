@@ -101,3 +101,35 @@ def test_the_doubly_robust_estimate_is_unbiased_under_a_wrong_model_and_tighter_
         assert abs(np.mean(v) - truth) < 4 * np.std(v) / np.sqrt(len(v)), (k, np.mean(v), truth)
     assert np.std(out["true"]) < 0.8 * np.std(out["ips"]), (np.std(out["true"]), np.std(out["ips"]))
     assert 0.9 < np.mean(held) < 0.99, np.mean(held)
+
+
+def test_adaptive_weights_keep_the_interval_honest_where_a_later_wave_sent_the_target_at_its_floor():
+    """Two waves of logged sends (10% holdout): the first even over 30 variants, the second learned and sending each context's
+    truly best variant only at its exploration floor (1% over 30, about 3 of its 10,000 sends). Per send, IPS leans on a handful
+    of weights near 3,000: over 300 replications its interval held the truth 73% of the time. With each wave weighted by
+    1 / sqrt(its mean square weight) (`wave_weights`) the estimate varied a quarter as much (sd 0.50 against 1.98) and its
+    interval held the truth 91% of the time. The weights come from which variants were sent, so they can lean the estimate:
+    -0.9% here; +3.1% (9 standard errors) with 2,000 sends a wave, where the second wave sends the target less than once."""
+    from campaign_lab.waves import policy_estimate, wave_weights
+    rng = np.random.default_rng(12)
+    K, V, n = 4, 30, 20_000
+    rate = rng.uniform(0.02, 0.2, (K, V)) * rng.uniform(5, 30, (K, V))   # expected reward of (context, variant)
+    best = rate.argmax(1)
+    truth = rate[np.arange(K), best].mean()
+    later = np.full((K, V), 0.01 / V); later[np.arange(K), (best + 1) % V] += 0.99
+    loggers = np.stack([np.full((K, V), 1 / V), later])
+    out = {"send": [], "wave": []}; held = {"send": [], "wave": []}
+    for _ in range(300):
+        x, k = rng.integers(0, K, n), np.repeat([0, 1], n // 2)
+        P = loggers[k, x]
+        a = (rng.random(n)[:, None] > np.cumsum(P, 1)).sum(1)
+        r = rng.exponential(rate[x, a])
+        p, q = 0.9 * P[np.arange(n), a], (a == best[x]).astype(float)
+        for name, h in (("send", None), ("wave", wave_weights(k, q * 0.9 / p))):
+            e = policy_estimate(p, q, r, holdout=0.1, weights=h)
+            out[name].append(e["value"]); held[name].append(e["low"] <= truth <= e["high"])
+    assert abs(np.mean(out["send"]) - truth) < 4 * np.std(out["send"]) / np.sqrt(300)     # per send: unbiased ...
+    assert np.mean(held["send"]) < 0.8, np.mean(held["send"])                             # ... but its interval too narrow
+    assert np.std(out["wave"]) < np.std(out["send"]) / 3, (np.std(out["wave"]), np.std(out["send"]))
+    assert 0.87 < np.mean(held["wave"]) < 0.99 and np.mean(held["wave"]) > np.mean(held["send"]) + 0.1, np.mean(held["wave"])
+    assert abs(np.mean(out["wave"]) / truth - 1) < 0.05, np.mean(out["wave"]) / truth

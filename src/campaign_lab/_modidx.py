@@ -842,6 +842,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'campaign_lab.waves.wave_assignments': ('waves.html#wave_assignments', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.wave_metrics': ('waves.html#wave_metrics', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.wave_rows': ('waves.html#wave_rows', 'campaign_lab/waves.py'),
+                                    'campaign_lab.waves.wave_weights': ('waves.html#wave_weights', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.without_sends': ('waves.html#without_sends', 'campaign_lab/waves.py'),
                                     'campaign_lab.waves.write_allocation': ('waves.html#write_allocation', 'campaign_lab/waves.py')},
             'campaign_lab.world': { 'campaign_lab.world.Answer': ('world.html#answer', 'campaign_lab/world.py'),

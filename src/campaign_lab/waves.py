@@ -39,8 +39,9 @@ __all__ = ['ENGINES', 'PROGRAMME_STREAM', 'GUARDRAIL_SCHEMA', 'ALLOCATION_FILE',
            'WaveMetrics', 'wave_metrics', 'reward_per_send', 'value_over_uniform', 'stopped_by_wave', 'bandit_history',
            'leaderboard', 'WaveRows', 'triggered_rows', 'wave_rows', 'Feedback', 'FeedbackError', 'check_batch',
            'contradictions', 'context_update', 'fold_feedback', 'attribute_orders', 'candidate_probabilities',
-           'policy_estimate', 'crossfit_folds', 'without_sends', 'RewardModel', 'reward_model', 'champion_challenger',
-           'challenger_verdict', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation', 'apply_segmenter']
+           'policy_estimate', 'wave_weights', 'crossfit_folds', 'without_sends', 'RewardModel', 'reward_model',
+           'champion_challenger', 'challenger_verdict', 'FeedbackMetrics', 'feedback_metrics', 'Segmentation',
+           'apply_segmenter']
 
 # %% ../../nbs/35_waves.ipynb #e3b48c99
 class Reader(Protocol):
@@ -1121,10 +1122,11 @@ def policy_estimate(
     direct: np.ndarray | None = None,    # doubly robust: a reward model's expected reward of each send's customer under the candidate
     fitted: np.ndarray | None = None,    # ... and its expected reward of each logged pair (with `direct`)
     against_direct: np.ndarray | None = None,   # the other candidate's `direct` (with `against` and `direct`)
+    weights: np.ndarray | None = None,   # each send's weight in the mean (`wave_weights`); None: every send alike
 ) -> dict:                     # sends, value (per send), low, high, snips, ess; with `against`: difference, difference_low, difference_high
     """Off-policy estimate of a candidate's reward per send from logged sends with exact propensities, IPS or (with a reward model)
     doubly robust, with its interval, SNIPS and ESS; and its difference from another candidate on the same sends, with the interval of
-    the send-by-send differences (paired)."""
+    the send-by-send differences (paired). With `weights`, each send's term counts by its weight (an adaptively weighted estimate)."""
     n = len(reward)
     if n == 0: return {"sends": 0, "value": None, "low": None, "high": None, "snips": None, "ess": 0.0} | (
         {"difference": None, "difference_low": None, "difference_high": None} if against is not None else {})
@@ -1134,9 +1136,13 @@ def policy_estimate(
     r = np.asarray(reward, float)
     resid = r if direct is None else r - np.asarray(fitted, float)    # what the model did not foresee
     z = float(stats.norm.ppf(1 - alpha / 2))
-    def mean_ci(t):   # mean and its interval
-        se = float(t.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-        return float(t.mean()), float(t.mean()) - z * se, float(t.mean()) + z * se
+    h = np.ones(n) if weights is None else np.asarray(weights, float)
+    if h.shape != (n,) or not (np.isfinite(h).all() and (h >= 0).all() and h.sum() > 0):
+        raise ValueError("policy_estimate: weights must be one finite, non-negative number per send, not all 0")
+    def mean_ci(t):   # the weighted mean and its interval (with equal weights: the mean, and its standard error std / sqrt(n))
+        v = float((h * t).sum() / h.sum())
+        se = float(np.sqrt((h * h * (t - v) ** 2).sum() * n / (n - 1)) / h.sum()) if n > 1 else float("nan")
+        return v, v - z * se, v + z * se
     def terms(q, dm): return q * odds * resid + (0.0 if dm is None else np.asarray(dm, float))
     w = np.asarray(target, float) * odds
     value, low, high = mean_ci(terms(np.asarray(target, float), direct))
@@ -1146,6 +1152,19 @@ def policy_estimate(
     if against is None: return out
     diff = terms(np.asarray(target, float) - np.asarray(against, float), None if direct is None else np.asarray(direct, float) - np.asarray(against_direct, float))
     return out | dict(zip(("difference", "difference_low", "difference_high"), mean_ci(diff)))
+
+# %% ../../nbs/35_waves.ipynb #cb18e902
+def wave_weights(
+    wave: np.ndarray,          # each logged send's wave
+    *ips: np.ndarray,          # the candidates' IPS weights of the same sends: target probability x treated share / propensity
+) -> np.ndarray:               # each send's weight: 1 / sqrt(its wave's mean square IPS weight, over the candidates)
+    "Adaptive weights of logged sends: a wave whose allocation is far from the candidates' (large IPS weights) counts less."
+    if not ips: raise ValueError("wave_weights: give at least one candidate's IPS weights")
+    codes, inv = np.unique(np.asarray(wave), return_inverse=True)
+    sq = np.mean([np.asarray(x, float) ** 2 for x in ips], axis=0)
+    m = np.bincount(inv, weights=sq, minlength=len(codes)) / np.bincount(inv, minlength=len(codes))
+    h = np.where(m > 0, 1 / np.sqrt(np.where(m > 0, m, 1.0)), 0.0)   # a wave where no candidate would send what it sent tells nothing
+    return h[inv] if h.any() else np.ones(len(inv))
 
 # %% ../../nbs/35_waves.ipynb #58f64b49
 def crossfit_folds(
@@ -1261,14 +1280,17 @@ def champion_challenger(
     seed: int | None = None,   # the run's seed: keys the folds, with the campaign and wave
     folds: int = 2,            # cross-fitting folds; 1: weighed with what the candidates learned from every send (leans optimistic)
     estimator: str = "dr",     # dr: doubly robust, with the reward model of what each fold's candidates learned; ips: weights alone
+    weighting: str = "wave",   # wave: each wave's sends count by how close its allocation is to the candidates' (`wave_weights`); send: all alike
     cells: pl.DataFrame | None = None,      # context_cells (a contextual wave)
     variants: pl.DataFrame | None = None,   # the campaign's variants (a margin reward)
     costs: Costs = Costs(),    # the campaign's cost model (a margin reward)
-) -> pl.DataFrame:             # policy, sends, value, low, high, snips, ess, difference, difference_low, difference_high from the first, estimator
+) -> pl.DataFrame:             # policy, sends, value, low, high, snips, ess, difference, difference_low, difference_high from the first, estimator, weighting
     """Each candidate's estimated reward per send on the earlier waves' sends to this wave's customers, from their logged propensities,
     cross-fitted (each fold of customers weighed with what the candidates learned without its sends, and doubly robust with the reward
-    model learned without them), and each later one's difference from the first (the wave's own), paired on the same sends."""
+    model learned without them), each wave's sends weighted adaptively, and each later one's difference from the first (the wave's own),
+    paired on the same sends."""
     if estimator not in ("dr", "ips"): raise ValueError(f"champion_challenger: estimator must be dr or ips, got {estimator!r}")
+    if weighting not in ("wave", "send"): raise ValueError(f"champion_challenger: weighting must be wave or send, got {weighting!r}")
     logged = (judged.filter(arm="treatment").join(rewards, on=["wave", "customer_id"])
               .join(w.rows.select("customer_id"), on="customer_id", how="semi").sort("wave", "customer_id"))
     p, r = logged["propensity"].to_numpy(), logged["reward"].to_numpy()
@@ -1280,18 +1302,24 @@ def champion_challenger(
         parts = [(fold == k, without_sends(w, logged.filter(pl.Series(fold == k)), events, reward=own.reward, cells=cells, variants=variants, costs=costs))
                  for k in range(folds)]
     models = [reward_model(wk, reward=own.reward) if estimator == "dr" else None for _, wk in parts]
-    out, first = [], None
-    for name, pol in candidates.items():
+    terms = []
+    for pol in candidates.values():
         q, dm, fit = np.zeros(logged.height), np.zeros(logged.height), np.zeros(logged.height)
         for (m, wk), model in zip(parts, models):
             q[m], d_, f_ = _send_terms(wk, logged.filter(pl.Series(m)), pol, model)
             if model is not None: dm[m], fit[m] = d_, f_
+        terms.append((q, dm, fit))
+    h = (wave_weights(logged["wave"].to_numpy(), *(q * (1.0 - holdout) / p for q, _, _ in terms))
+         if weighting == "wave" and logged.height else None)   # the same for every candidate: the paired difference is the estimates'
+    out, first = [], None
+    for name, (q, dm, fit) in zip(candidates, terms):
         dr = dict(direct=dm, fitted=fit, against_direct=None if first is None else first[1]) if estimator == "dr" else {}
-        est = policy_estimate(p, q, r, holdout=holdout, against=None if first is None else first[0], **dr)
-        out.append({"policy": name, "difference": None, "difference_low": None, "difference_high": None} | est | {"estimator": estimator})
+        est = policy_estimate(p, q, r, holdout=holdout, against=None if first is None else first[0], weights=h, **dr)
+        out.append({"policy": name, "difference": None, "difference_low": None, "difference_high": None} | est
+                   | {"estimator": estimator, "weighting": weighting})
         if first is None: first = (q, dm)
     schema = {"policy": pl.String, "sends": pl.Int64, "value": pl.Float64, "low": pl.Float64, "high": pl.Float64, "snips": pl.Float64, "ess": pl.Float64,
-              "difference": pl.Float64, "difference_low": pl.Float64, "difference_high": pl.Float64, "estimator": pl.String}
+              "difference": pl.Float64, "difference_low": pl.Float64, "difference_high": pl.Float64, "estimator": pl.String, "weighting": pl.String}
     return pl.DataFrame(out, schema=schema)
 
 # %% ../../nbs/35_waves.ipynb #37d323c0
